@@ -1,0 +1,374 @@
+"""Tasks: one uniform face over the puzzle domains, for the model, the trainer and the envs.
+
+A task turns a domain module (``sudoku``, ``maze``) into what learning code needs: batches of
+``(inputs, targets)`` token grids, a held-out test set, a correctness check and a per-cell score.
+Everything is numpy; grids are flat ``uint8`` rows whose values are the model tokens.
+
+Shapes: B batch, S cells (81 for Sudoku, 16 for mini Sudoku, 900 for a 30x30 maze).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PuzzleBatch", "Task", "SudokuTask", "MazeTask", "get_task", "TASK_NAMES"]
+
+
+@dataclass(frozen=True)
+class PuzzleBatch:
+    """A batch of puzzles with their reference answers.
+
+    Attributes:
+        inputs: (B, S) uint8 puzzle grids (the model input tokens).
+        targets: (B, S) uint8 reference answers (the model output tokens).
+        ratings: (B,) int32 difficulty rating per puzzle (Sudoku: solver guesses; maze: path length).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    ratings: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape != self.targets.shape or self.inputs.ndim != 2:
+            raise ValueError(
+                f"inputs and targets must be (B, S) arrays of the same shape, got "
+                f"{self.inputs.shape} and {self.targets.shape}"
+            )
+        if self.ratings.shape != (self.inputs.shape[0],):
+            raise ValueError(
+                f"ratings must have shape ({self.inputs.shape[0]},), got {self.ratings.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: Any) -> PuzzleBatch:
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1)
+        return PuzzleBatch(self.inputs[index], self.targets[index], self.ratings[index])
+
+    @staticmethod
+    def concat(batches: Sequence[PuzzleBatch]) -> PuzzleBatch:
+        """Stack several batches into one."""
+        return PuzzleBatch(
+            np.concatenate([b.inputs for b in batches]),
+            np.concatenate([b.targets for b in batches]),
+            np.concatenate([b.ratings for b in batches]),
+        )
+
+
+class Task:
+    """Base class of a puzzle task. Subclasses fill in the domain specifics.
+
+    Attributes:
+        name: the task name used by ``get_task``, the CLI and checkpoints.
+        seq_len: S, cells per puzzle.
+        vocab_size: number of token values (inputs and outputs share one vocabulary).
+        grid_shape: (rows, cols) for drawing.
+        difficulties: the tiers ``sample`` accepts.
+        default_difficulty: the tier used when none is given.
+    """
+
+    name: str
+    seq_len: int
+    vocab_size: int
+    grid_shape: tuple[int, int]
+    difficulties: tuple[str, ...]
+    default_difficulty: str
+
+    def check_difficulty(self, difficulty: str | None) -> str:
+        """Return the tier to use, raising ``ValueError`` for an unknown one."""
+        if difficulty is None:
+            return self.default_difficulty
+        if difficulty not in self.difficulties:
+            raise ValueError(
+                f"unknown difficulty {difficulty!r} for task {self.name!r}; "
+                f"choose one of {', '.join(self.difficulties)}"
+            )
+        return difficulty
+
+    def sample(
+        self, rng: np.random.Generator, n: int, difficulty: str | None = None
+    ) -> PuzzleBatch:
+        """Draw ``n`` fresh (augmented) puzzles of a tier."""
+        raise NotImplementedError
+
+    def augment(
+        self, rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Apply one random validity-preserving transform per row to puzzle and answer."""
+        raise NotImplementedError
+
+    def test_set(self) -> PuzzleBatch:
+        """The held-out puzzles that evaluation and benchmarks use (never seen in training)."""
+        raise NotImplementedError
+
+    def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
+        """Read a user's puzzle file (CSV, or .txt for Sudoku); answers are solved if absent."""
+        raise NotImplementedError
+
+    def parse_puzzle(self, puzzle: Any) -> np.ndarray:
+        """Turn a string or array into a validated (S,) uint8 grid; ``ValueError`` if malformed."""
+        raise NotImplementedError
+
+    def solve(self, inputs: np.ndarray) -> np.ndarray:
+        """Reference answers (B, S) for validated puzzles (B, S)."""
+        raise NotImplementedError
+
+    def is_correct(
+        self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
+    ) -> np.ndarray:
+        """(B,) bool: is each predicted answer a correct solution of its puzzle."""
+        raise NotImplementedError
+
+    def cell_mask(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, S) bool: the cells an answer is scored on."""
+        return np.ones(inputs.shape, dtype=bool)
+
+    def cell_accuracy(
+        self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
+    ) -> np.ndarray:
+        """(B,) float: the fraction of scored cells whose prediction equals the reference."""
+        mask = self.cell_mask(inputs)
+        hits = (predictions == targets) & mask
+        return hits.sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+    def _check_grids(self, grids: np.ndarray, what: str) -> np.ndarray:
+        grids = np.asarray(grids)
+        if grids.ndim == 1:
+            grids = grids[None]
+        if grids.ndim != 2 or grids.shape[1] != self.seq_len:
+            raise ValueError(
+                f"{what} must have shape (B, {self.seq_len}) for task {self.name!r}, got {grids.shape}"
+            )
+        return grids
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, seq_len={self.seq_len}, vocab_size={self.vocab_size})"
+
+
+class SudokuTask(Task):
+    """Sudoku: 9x9 (``sudoku``) or 4x4 (``sudoku-mini``). Correct = equals the unique solution.
+
+    Cell accuracy is scored on the blank cells only: copying the givens is free.
+    """
+
+    def __init__(self, size: int = 9) -> None:
+        from . import sudoku
+
+        self._sudoku = sudoku
+        self.size = size
+        self.name = "sudoku" if size == 9 else "sudoku-mini"
+        self.seq_len = size * size
+        self.vocab_size = sudoku.VOCAB_SIZE
+        self.grid_shape = (size, size)
+        self.difficulties = tuple(sudoku.TIERS) if size == 9 else tuple(sudoku.MINI_TIERS)
+        self.default_difficulty = "extreme" if size == 9 else self.difficulties[0]
+
+    def sample(
+        self, rng: np.random.Generator, n: int, difficulty: str | None = None
+    ) -> PuzzleBatch:
+        difficulty = self.check_difficulty(difficulty)
+        s = self._sudoku.generate(rng, difficulty, n, size=self.size)
+        inputs, targets = self.augment(rng, s.questions, s.answers)
+        return PuzzleBatch(inputs, targets, np.asarray(s.ratings, dtype=np.int32))
+
+    def augment(
+        self, rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._sudoku.augment(rng, inputs, targets)
+
+    def test_set(self) -> PuzzleBatch:
+        return _sudoku_test_set(self.size)
+
+    def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
+        s = self._sudoku.load(path)
+        questions = self._check_grids(s.questions, f"puzzles in {os.fspath(path)}")
+        answers = np.asarray(s.answers)
+        missing = ~answers.any(axis=1) if answers.size else np.ones(len(questions), dtype=bool)
+        if answers.size == 0:
+            answers = np.zeros_like(questions)
+        if missing.any():
+            solved, counts, _ = self._sudoku.solve_batch(questions[missing])
+            bad = np.flatnonzero(counts != 1)
+            if bad.size:
+                row = int(np.flatnonzero(missing)[bad[0]])
+                what = "no solution" if counts[bad[0]] == 0 else "several solutions"
+                raise ValueError(f"{os.fspath(path)}: puzzle {row + 1} has {what}")
+            answers = answers.copy()
+            answers[missing] = solved
+        ratings = np.asarray(s.ratings, dtype=np.int32)
+        if ratings.shape != (len(questions),):
+            ratings = np.zeros(len(questions), dtype=np.int32)
+        return PuzzleBatch(questions.astype(np.uint8), answers.astype(np.uint8), ratings)
+
+    def parse_puzzle(self, puzzle: Any) -> np.ndarray:
+        if isinstance(puzzle, str):
+            grid = self._sudoku.parse(puzzle, size=self.size)
+        else:
+            grid = np.asarray(puzzle)
+            if grid.shape not in ((self.seq_len,), (self.size, self.size)):
+                raise ValueError(
+                    f"a {self.size}x{self.size} Sudoku must have {self.seq_len} cells, got an array of shape {grid.shape}"
+                )
+            if not np.issubdtype(grid.dtype, np.integer):
+                raise ValueError(f"Sudoku cells must be integers, got dtype {grid.dtype}")
+            if grid.min() < 0 or grid.max() > self.size:
+                raise ValueError(
+                    f"Sudoku cells must be 0 (blank) or 1..{self.size}, got values {grid.min()}..{grid.max()}"
+                )
+            grid = grid.reshape(-1).astype(np.uint8)
+        self._sudoku.validate(grid)
+        return grid
+
+    def solve(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = self._check_grids(inputs, "puzzles")
+        solutions, counts, _ = self._sudoku.solve_batch(inputs)
+        if (counts != 1).any():
+            row = int(np.flatnonzero(counts != 1)[0])
+            raise ValueError(
+                f"puzzle {row} has {'no' if counts[row] == 0 else 'several'} solution(s)"
+            )
+        return solutions
+
+    def is_correct(
+        self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
+    ) -> np.ndarray:
+        return np.all(np.asarray(predictions) == np.asarray(targets), axis=-1)
+
+    def cell_mask(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(inputs) == 0
+
+
+class MazeTask(Task):
+    """30x30 mazes. Correct = the predicted path is a valid shortest path from S to G."""
+
+    #: Seed of the generated held-out test mazes; training streams use other seeds.
+    TEST_SEED = 20250624
+    TEST_SIZE = 1000
+
+    def __init__(self) -> None:
+        from . import maze
+
+        self._maze = maze
+        self.name = "maze"
+        self.seq_len = maze.SEQ_LEN
+        self.vocab_size = maze.VOCAB_SIZE
+        self.grid_shape = (maze.SIDE, maze.SIDE)
+        self.difficulties = tuple(maze.TIERS)
+        self.default_difficulty = "hard"
+
+    def sample(
+        self, rng: np.random.Generator, n: int, difficulty: str | None = None
+    ) -> PuzzleBatch:
+        difficulty = self.check_difficulty(difficulty)
+        m = self._maze.generate(rng, difficulty, n)
+        inputs, targets = self.augment(rng, m.questions, m.answers)
+        return PuzzleBatch(inputs, targets, np.asarray(m.ratings, dtype=np.int32))
+
+    def augment(
+        self, rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._maze.augment(rng, inputs, targets)
+
+    def test_set(self) -> PuzzleBatch:
+        return _maze_test_set()
+
+    def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
+        m = self._maze.load(path)
+        questions = self._check_grids(m.questions, f"mazes in {os.fspath(path)}")
+        answers = np.asarray(m.answers)
+        if answers.shape != questions.shape:
+            answers = np.stack([self._maze.solve(q) for q in questions])
+        ratings = np.asarray(m.ratings, dtype=np.int32)
+        if ratings.shape != (len(questions),):
+            ratings = np.array(
+                [self._maze.shortest_path_length(q) for q in questions], dtype=np.int32
+            )
+        return PuzzleBatch(questions.astype(np.uint8), answers.astype(np.uint8), ratings)
+
+    def parse_puzzle(self, puzzle: Any) -> np.ndarray:
+        if isinstance(puzzle, str):
+            grid = self._maze.parse(puzzle)
+        else:
+            grid = np.asarray(puzzle)
+            if grid.shape not in ((self.seq_len,), self.grid_shape):
+                raise ValueError(
+                    f"a maze must have {self.seq_len} cells, got an array of shape {grid.shape}"
+                )
+            if not np.issubdtype(grid.dtype, np.integer):
+                raise ValueError(f"maze cells must be integer tokens, got dtype {grid.dtype}")
+            grid = grid.reshape(-1).astype(np.uint8)
+        self._maze.validate(grid)
+        return grid
+
+    def solve(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = self._check_grids(inputs, "mazes")
+        return np.stack([self._maze.solve(q) for q in inputs])
+
+    def is_correct(
+        self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
+    ) -> np.ndarray:
+        inputs = self._check_grids(inputs, "mazes")
+        return np.asarray(
+            self._maze.check_batch(inputs, self._check_grids(predictions, "predictions")),
+            dtype=bool,
+        )
+
+    def cell_mask(self, inputs: np.ndarray) -> np.ndarray:
+        # Walls are given and never change; score the cells where a path could run.
+        return np.asarray(inputs) != self._maze.WALL
+
+
+@lru_cache(maxsize=2)
+def _sudoku_test_set(size: int) -> PuzzleBatch:
+    from . import sudoku
+
+    if size == 9:
+        s = sudoku.load_bank("test")
+    else:
+        # 4x4 grids are few (288 solutions), so a mini test set is generated with a fixed seed;
+        # it measures rule-following rather than memorisation only with a fixed small train set.
+        s = sudoku.generate(
+            np.random.default_rng(MINI_TEST_SEED), sudoku.MINI_TIERS[0], 512, size=4
+        )
+    return PuzzleBatch(s.questions, s.answers, np.asarray(s.ratings, dtype=np.int32))
+
+
+MINI_TEST_SEED = 4_4_2025
+
+
+@lru_cache(maxsize=1)
+def _maze_test_set() -> PuzzleBatch:
+    from . import maze
+
+    m = maze.generate(np.random.default_rng(MazeTask.TEST_SEED), "hard", MazeTask.TEST_SIZE)
+    return PuzzleBatch(m.questions, m.answers, np.asarray(m.ratings, dtype=np.int32))
+
+
+_FACTORIES = {
+    "sudoku": lambda: SudokuTask(9),
+    "sudoku-mini": lambda: SudokuTask(4),
+    "maze": MazeTask,
+}
+TASK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+@cache
+def get_task(name: str) -> Task:
+    """Return the task called ``name`` (``sudoku``, ``sudoku-mini`` or ``maze``).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}") from None
+    return factory()
