@@ -1,0 +1,1 @@
+"""Small ``hrm`` subcommands whose real work lives elsewhere (puzzles, viewer, benchmarks)."""

@@ -1,0 +1,35 @@
+"""``hrm watch sudoku|maze``: play solving episodes in a pygame window, or save them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="sudoku, sudoku-mini or maze")
+    parser.add_argument("--difficulty", default=None, help="puzzle tier (default: the task's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the puzzle draw")
+    parser.add_argument(
+        "--save", default=None, help="write the animation to FILE.gif or FILE.mp4 instead"
+    )
+    parser.add_argument("--episodes", type=int, default=None, help="episodes to play")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--fps", type=float, default=None, help="frames per second")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hrm_env.render.watch import watch
+
+    kwargs = {
+        k: v for k, v in {"episodes": args.episodes, "fps": args.fps}.items() if v is not None
+    }
+    return watch(
+        args.task,
+        difficulty=args.difficulty,
+        seed=args.seed,
+        save=args.save,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        **kwargs,
+    )
