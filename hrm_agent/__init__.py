@@ -1,3 +1,38 @@
-"""PyTorch side of hrm: the HRM model, its trainer, evaluation and halting policies."""
+"""PyTorch side of hrm: the HRM model, its trainer, evaluation and halting policies.
+
+``HRM``, ``HRMConfig``, ``load_pretrained`` and ``TorchReasoner`` are exported lazily (on
+first attribute access), so ``import hrm_agent`` itself stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "HRM": "hrm_agent.model",
+    "HRMConfig": "hrm_agent.config",
+    "load_pretrained": "hrm_agent.reasoner",
+    "TorchReasoner": "hrm_agent.reasoner",
+}
+
+__all__ = ["HRM", "HRMConfig", "TorchReasoner", "load_pretrained", "__version__"]
+
+if TYPE_CHECKING:
+    from hrm_agent.config import HRMConfig
+    from hrm_agent.model import HRM
+    from hrm_agent.reasoner import TorchReasoner, load_pretrained
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # cache: later lookups skip this function
+        return value
+    raise AttributeError(f"module 'hrm_agent' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,304 @@
+"""The HRM's configuration: one frozen dataclass, named presets, JSON round trip.
+
+A config describes the network (sizes, cycle counts, ablation flags) and the few training
+choices that are part of "what model is this" (loss, EMA decay, ACT limit and exploration), so
+that a checkpoint's JSON alone says how its weights were made. Derived quantities (head size,
+SwiGLU width, parameter count) are properties, never stored fields.
+
+Presets (Sudoku sizes unless overridden, e.g. ``HRMConfig.preset("small", vocab_size=6,
+seq_len=900)`` for the 30x30 maze):
+
+========  ======  =====  ======  ====  ========  ============================================
+preset    hidden  heads  layers  N, T  segments  use
+========  ======  =====  ======  ====  ========  ============================================
+paper     512     8      4 + 4   2, 2  16        the paper's model, about 27M parameters
+small     256     4      4 + 4   2, 2  16        shipped default, under 8M parameters
+tiny      32      2      2 + 2   2, 2  8         CPU tests and 4x4 mini Sudoku, about 50k
+========  ======  =====  ======  ====  ========  ============================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+GRADIENT_MODES = ("one-step", "last-cycle")
+MIXERS = ("attention", "mlp")
+LOSSES = ("stablemax", "softmax")
+COMPUTE_DTYPES = ("bfloat16", "float32")
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def swiglu_width(dim: int, expansion: float, multiple_of: int) -> int:
+    """Intermediate width of a SwiGLU that costs about as much as a ``expansion * dim`` MLP.
+
+    Two thirds of ``expansion * dim`` (the gate doubles the input projection), rounded up to a
+    multiple of ``multiple_of`` so the matmuls stay aligned.
+    """
+    return _round_up(round(expansion * dim * 2 / 3), multiple_of)
+
+
+@dataclass(frozen=True)
+class HRMConfig:
+    """Everything that defines an HRM network; see the module docstring for the presets."""
+
+    vocab_size: int = 10
+    """Number of token values (Sudoku 10: blank + 9 digits; maze 6)."""
+    seq_len: int = 81
+    """Number of puzzle cells S; the model adds one prefix position, so it runs on 1 + S."""
+    hidden_size: int = 256
+    """Model width D."""
+    num_heads: int = 4
+    """Attention heads; must divide ``hidden_size`` into an even head size (RoPE)."""
+    expansion: float = 4.0
+    """SwiGLU expansion factor (intermediate width = 2/3 * expansion * D, rounded up)."""
+    multiple_of: int = 256
+    """SwiGLU intermediate widths are rounded up to a multiple of this."""
+    h_layers: int = 4
+    """Transformer blocks in the high-level (slow) module."""
+    l_layers: int = 4
+    """Transformer blocks in the low-level (fast) module."""
+    h_cycles: int = 2
+    """N: high-level cycles per segment (one ACT step)."""
+    l_cycles: int = 2
+    """T: low-level updates per high-level cycle."""
+    max_segments: int = 16
+    """ACT limit: the most segments a puzzle may run (paper: 16)."""
+    halt_exploration: float = 0.1
+    """ACT exploration probability: with it a sample draws a random minimum segment count."""
+    gradient: str = "one-step"
+    """Gradient mode: ``one-step`` (only the last L and last H update of a segment carry
+    gradient, the paper's approximation) or ``last-cycle`` (the whole last cycle does)."""
+    mixer: str = "attention"
+    """Token mixer: ``attention`` (non-causal self-attention with RoPE) or ``mlp`` (a SwiGLU
+    across the sequence dimension, as in TRM; no positional encoding needed)."""
+    loss: str = "stablemax"
+    """Cell loss: ``stablemax`` (the paper's choice for small-sample training) or ``softmax``."""
+    ema: float = 0.0
+    """Decay of the exponential moving average of the weights kept by the trainer; 0 = off."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency."""
+    rms_norm_eps: float = 1e-5
+    """Epsilon of the (parameter-free) RMS norms."""
+    q_bias_init: float = -5.0
+    """Initial bias of both Q-head logits; the paper starts Q near 0 probability for faster
+    bootstrapping (the Q-head weight starts at zero)."""
+    compute_dtype: str = "bfloat16"
+    """Autocast dtype for the blocks when the model is on CUDA (``float32`` disables
+    autocast). CPU always computes in float32; the carry is float32 everywhere."""
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "vocab_size",
+            "seq_len",
+            "hidden_size",
+            "num_heads",
+            "multiple_of",
+            "h_layers",
+            "l_layers",
+            "h_cycles",
+            "l_cycles",
+            "max_segments",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"HRMConfig.{name} must be a positive int, got {value!r}")
+        if self.vocab_size < 2:
+            raise ValueError(f"HRMConfig.vocab_size must be >= 2, got {self.vocab_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"HRMConfig.num_heads={self.num_heads} must divide hidden_size={self.hidden_size}"
+            )
+        if self.mixer == "attention" and self.head_dim % 2:
+            raise ValueError(
+                f"head size hidden_size/num_heads = {self.head_dim} must be even for RoPE"
+            )
+        choices = {
+            "gradient": GRADIENT_MODES,
+            "mixer": MIXERS,
+            "loss": LOSSES,
+            "compute_dtype": COMPUTE_DTYPES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"HRMConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        for name in (
+            "expansion",
+            "rope_theta",
+            "rms_norm_eps",
+            "ema",
+            "halt_exploration",
+            "q_bias_init",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"HRMConfig.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"HRMConfig.{name} must be finite, got {value!r}")
+        for name in ("expansion", "rope_theta", "rms_norm_eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"HRMConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"HRMConfig.ema must lie in [0, 1) (0 = off), got {self.ema!r}")
+        if not 0.0 <= self.halt_exploration <= 1.0:
+            raise ValueError(
+                f"HRMConfig.halt_exploration must lie in [0, 1], got {self.halt_exploration!r}"
+            )
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def head_dim(self) -> int:
+        """Size of one attention head, D / heads."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def total_seq_len(self) -> int:
+        """Positions the model runs on: one prefix position (read by the Q head) + S cells."""
+        return self.seq_len + 1
+
+    @property
+    def mlp_width(self) -> int:
+        """Intermediate width of the channel SwiGLU of each block."""
+        return swiglu_width(self.hidden_size, self.expansion, self.multiple_of)
+
+    @property
+    def mixer_width(self) -> int:
+        """Intermediate width of the token-mixing SwiGLU (``mixer="mlp"`` only)."""
+        return swiglu_width(self.total_seq_len, self.expansion, self.multiple_of)
+
+    @property
+    def cycles_per_segment(self) -> int:
+        """High-level cycles in one segment (N)."""
+        return self.h_cycles
+
+    @property
+    def max_cycles(self) -> int:
+        """High-level cycles at the ACT limit, N * max_segments."""
+        return self.h_cycles * self.max_segments
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters of the model this config builds (computed, not counted)."""
+        d, n = self.hidden_size, self.total_seq_len
+        if self.mixer == "attention":
+            mixer = d * 3 * d + d * d  # fused qkv + output projection, no biases
+        else:
+            mixer = 3 * n * self.mixer_width  # gate+up (n -> 2w) and down (w -> n)
+        block = mixer + 3 * d * self.mlp_width
+        io = (
+            self.vocab_size * d  # token embedding
+            + d  # learned prefix position
+            + d * self.vocab_size  # LM head, no bias
+            + d * 2
+            + 2  # Q head
+        )
+        return block * (self.h_layers + self.l_layers) + io
+
+    @property
+    def flops_per_cycle(self) -> int:
+        """Forward FLOPs of one high-level cycle for one puzzle (matmuls only, 2 per MAC)."""
+        d, n = self.hidden_size, self.total_seq_len
+        if self.mixer == "attention":
+            mixer = 2 * n * 4 * d * d + 2 * 2 * n * n * d  # projections + QK^T and AV
+        else:
+            mixer = 2 * d * 3 * n * self.mixer_width
+        block = mixer + 2 * n * 3 * d * self.mlp_width
+        return block * (self.l_cycles * self.l_layers + self.h_layers)
+
+    # ------------------------------------------------------------------ presets & JSON
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> HRMConfig:
+        """A named preset (``paper``, ``small``, ``tiny``) with fields overridden by keyword.
+
+        Raises:
+            ValueError: for an unknown preset name or field, or an invalid resulting value.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown HRM preset {name!r}; known presets: {sorted(PRESETS)}")
+        fields = dict(PRESETS[name])
+        unknown = sorted(set(overrides) - _field_names())
+        if unknown:
+            raise ValueError(
+                f"unknown HRMConfig field(s) {unknown}; known: {sorted(_field_names())}"
+            )
+        fields.update(overrides)
+        return cls(**fields)
+
+    def replace(self, **changes: Any) -> HRMConfig:
+        """A copy with some fields changed (validated like a new config)."""
+        unknown = sorted(set(changes) - _field_names())
+        if unknown:
+            raise ValueError(f"unknown HRMConfig field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HRMConfig:
+        """Inverse of :meth:`to_dict`; missing fields take their defaults.
+
+        Raises:
+            ValueError: if ``data`` is not a dict, has unknown keys, or holds invalid values.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"an HRM config must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - _field_names())
+        if unknown:
+            raise ValueError(
+                f"unknown HRMConfig key(s) {unknown} (written by a newer hrm?); "
+                f"known keys: {sorted(_field_names())}"
+            )
+        return cls(**data)
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(HRMConfig)}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        hidden_size=512,
+        num_heads=8,
+        expansion=4.0,
+        multiple_of=256,
+        h_layers=4,
+        l_layers=4,
+        h_cycles=2,
+        l_cycles=2,
+        max_segments=16,
+    ),
+    "small": dict(
+        hidden_size=256,
+        num_heads=4,
+        expansion=4.0,
+        multiple_of=256,
+        h_layers=4,
+        l_layers=4,
+        h_cycles=2,
+        l_cycles=2,
+        max_segments=16,
+    ),
+    "tiny": dict(
+        hidden_size=32,
+        num_heads=2,
+        expansion=4.0,
+        multiple_of=16,
+        h_layers=2,
+        l_layers=2,
+        h_cycles=2,
+        l_cycles=2,
+        max_segments=8,
+    ),
+}
+"""Field values of each preset (the rest take the dataclass defaults)."""

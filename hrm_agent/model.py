@@ -1,0 +1,237 @@
+"""The Hierarchical Reasoning Model (arXiv 2506.21734) with an explicit recurrent carry.
+
+Two recurrent modules share one sequence of 1 + S positions: a learned prefix position (which
+the Q head reads, so halting never has to be read off a puzzle cell) followed by the S cells.
+
+* one **high-level cycle** (:meth:`HRM.cycle`): T low-level updates
+  ``z_L <- f_L(z_L, z_H + x)`` (input injection of the embedded puzzle x), then one
+  high-level update ``z_H <- f_H(z_H, z_L)``;
+* one **segment** (:meth:`HRM.segment`, one ACT step) = N cycles. Gradient mode
+  ``one-step`` (the paper's 1-step approximation of the fixed-point gradient): every update but
+  the last L and the last H update runs under ``torch.no_grad()``; ``last-cycle``: the whole
+  last cycle (its T L-updates and the H update) keeps gradient, earlier cycles do not;
+* :meth:`HRM.readout`: LM head on z_H of the cells, Q head (halt, continue) on z_H of the prefix;
+* :meth:`HRM.forward` = one segment from a detached carry, then the readout — the unit of
+  deep supervision; the returned carry is detached again.
+
+Precision: on CUDA (with ``config.compute_dtype == "bfloat16"``) ``cycle``, ``segment``,
+``readout`` and ``forward`` enter ``torch.autocast("cuda", torch.bfloat16)`` themselves, so
+callers need not; the norms run in float32 and the carry is always float32. On CPU everything
+is float32.
+
+Shapes: B batch, S cells, L = 1 + S positions, D hidden, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from hrm_agent.config import HRMConfig
+from hrm_agent.layers import Linear, ReasoningModule, Rotary, trunc_normal_
+
+
+class Carry(NamedTuple):
+    """Recurrent state of a batch of puzzles; both float32 of shape (B, L, D)."""
+
+    z_H: torch.Tensor
+    z_L: torch.Tensor
+
+    def detach(self) -> Carry:
+        """The same state cut from any autograd graph."""
+        return Carry(self.z_H.detach(), self.z_L.detach())
+
+
+class Outputs(NamedTuple):
+    """What the model reads out of a carry; float32."""
+
+    logits: torch.Tensor
+    """(B, S, V) token logits per cell."""
+    q_halt: torch.Tensor
+    """(B,) Q-value logit of halting now."""
+    q_continue: torch.Tensor
+    """(B,) Q-value logit of running another segment."""
+
+
+class HRM(nn.Module):
+    """The HRM network. Build with a config; pass a ``torch.Generator`` for seeded init.
+
+    Example:
+        >>> config = HRMConfig.preset("tiny")
+        >>> model = HRM(config)
+        >>> tokens = torch.zeros(3, config.seq_len, dtype=torch.long)
+        >>> carry, out = model(model.initial_carry(3), tokens)
+        >>> tuple(out.logits.shape)
+        (3, 81, 10)
+    """
+
+    def __init__(self, config: HRMConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.embed_scale = math.sqrt(d)
+
+        # Embeddings start at std 1/sqrt(D) and are multiplied by sqrt(D): unit-scale inputs
+        # that still get well-scaled gradients (as in the paper's code).
+        self.token_embedding = nn.Parameter(torch.empty(config.vocab_size, d))
+        trunc_normal_(self.token_embedding, 1.0 / self.embed_scale, generator)
+        self.prefix_embedding = nn.Parameter(torch.empty(d))
+        trunc_normal_(self.prefix_embedding, 1.0 / self.embed_scale, generator)
+
+        self.rotary = (
+            Rotary(config.head_dim, config.total_seq_len, config.rope_theta)
+            if config.mixer == "attention"
+            else None
+        )
+        self.H_level = ReasoningModule(config, config.h_layers, generator)
+        self.L_level = ReasoningModule(config, config.l_layers, generator)
+
+        self.lm_head = Linear(d, config.vocab_size, generator=generator)
+        self.q_head = Linear(d, 2, bias=True, generator=generator)
+        with torch.no_grad():
+            # Paper: Q starts near "never halt" (sigmoid(-5) ~ 0.007) with zero weight, which
+            # speeds up the bootstrapping of the Q-learning targets.
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(config.q_bias_init)
+
+        # Fixed initial states, drawn once and never trained; persistent so that a checkpoint
+        # reproduces the exact same recurrence.
+        z_H0 = trunc_normal_(torch.empty(d), 1.0, generator)
+        z_L0 = trunc_normal_(torch.empty(d), 1.0, generator)
+        self.register_buffer("z_H0", z_H0, persistent=True)
+        self.register_buffer("z_L0", z_L0, persistent=True)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.token_embedding.device
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.config.compute_dtype == "bfloat16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def enable_compile(self, **kwargs) -> None:
+        """Compile the two reasoning modules in place with ``torch.compile(**kwargs)``.
+
+        Only the recurrent modules are compiled: they are where the time goes, and keeping the
+        Python loop outside lets no_grad/grad updates share the compiled code (one recompile
+        for each grad mode).
+        """
+        self.H_level.compile(**kwargs)
+        self.L_level.compile(**kwargs)
+
+    # ------------------------------------------------------------------ carry
+    def initial_carry(self, batch_size: int, device: torch.device | str | None = None) -> Carry:
+        """The fixed initial state for ``batch_size`` puzzles, (B, L, D) float32 each."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        device = self.device if device is None else torch.device(device)
+        shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
+        return Carry(
+            z_H=self.z_H0.to(device=device, dtype=torch.float32).expand(shape).clone(),
+            z_L=self.z_L0.to(device=device, dtype=torch.float32).expand(shape).clone(),
+        )
+
+    def reset_carry(self, carry: Carry, mask: torch.Tensor) -> Carry:
+        """Rows where ``mask`` (B,) bool is True go back to the initial state; others kept."""
+        B = carry.z_H.shape[0]
+        if mask.shape != (B,):
+            raise ValueError(f"mask must have shape ({B},), got {tuple(mask.shape)}")
+        m = mask.to(device=carry.z_H.device, dtype=torch.bool).view(B, 1, 1)
+        return Carry(
+            z_H=torch.where(m, self.z_H0.to(carry.z_H.dtype), carry.z_H),
+            z_L=torch.where(m, self.z_L0.to(carry.z_L.dtype), carry.z_L),
+        )
+
+    # ------------------------------------------------------------------ input
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Embed (B, S) integer tokens into the (B, L, D) float32 input injection x."""
+        if tokens.dim() != 2 or tokens.shape[1] != self.config.seq_len:
+            raise ValueError(
+                f"tokens must have shape (B, {self.config.seq_len}), got {tuple(tokens.shape)}"
+            )
+        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be an integer tensor, got {tokens.dtype}")
+        if tokens.device.type == "cpu" and tokens.numel():
+            # Checked on CPU only: on CUDA the check would cost a device sync per call.
+            low, high = int(tokens.min()), int(tokens.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"tokens must lie in [0, {self.config.vocab_size}), got values in "
+                    f"[{low}, {high}]"
+                )
+        B = tokens.shape[0]
+        cells = self.token_embedding[tokens.long()]  # (B, S, D)
+        prefix = self.prefix_embedding.expand(B, 1, -1)  # (B, 1, D)
+        return self.embed_scale * torch.cat((prefix, cells), dim=1)  # (B, L, D)
+
+    # ------------------------------------------------------------------ recurrence
+    def _update_L(self, carry: Carry, x: torch.Tensor) -> Carry:
+        z_L = self.L_level(carry.z_L, carry.z_H + x, self.rotary)
+        return Carry(carry.z_H, z_L)
+
+    def _update_H(self, carry: Carry) -> Carry:
+        z_H = self.H_level(carry.z_H, carry.z_L, self.rotary)
+        return Carry(z_H, carry.z_L)
+
+    def cycle(self, carry: Carry, x: torch.Tensor) -> Carry:
+        """One high-level cycle: T low-level updates with input injection, then one H update.
+
+        Gradient follows the ambient grad mode (this method does not switch it).
+        """
+        with self._autocast():
+            for _ in range(self.config.l_cycles):
+                carry = self._update_L(carry, x)
+            return self._update_H(carry)
+
+    def segment(self, carry: Carry, x: torch.Tensor) -> Carry:
+        """N high-level cycles (one ACT step) under the configured gradient mode.
+
+        ``one-step``: everything but the final L update and the final H update runs without
+        gradient, so backprop sees exactly one application of f_L and one of f_H (plus the
+        embedding through x). ``last-cycle``: the final cycle's T L-updates and its H update
+        all keep gradient. With gradient disabled by the caller both modes compute the same.
+        """
+        N, T = self.config.h_cycles, self.config.l_cycles
+        with self._autocast():
+            with torch.no_grad():
+                for _ in range(N - 1):
+                    carry = self.cycle(carry, x)
+                if self.config.gradient == "one-step":
+                    for _ in range(T - 1):
+                        carry = self._update_L(carry, x)
+            if self.config.gradient == "one-step":
+                carry = self._update_H(self._update_L(carry, x))
+            else:
+                carry = self.cycle(carry, x)
+            return carry
+
+    def readout(self, carry: Carry) -> Outputs:
+        """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix."""
+        with self._autocast():
+            logits = self.lm_head(carry.z_H[:, 1:])  # (B, S, V)
+            q = self.q_head(carry.z_H[:, 0])  # (B, 2)
+        q = q.float()
+        return Outputs(logits=logits.float(), q_halt=q[:, 0], q_continue=q[:, 1])
+
+    def forward(self, carry: Carry, tokens: torch.Tensor) -> tuple[Carry, Outputs]:
+        """One segment of deep supervision: detach the carry, run N cycles, read out.
+
+        Args:
+            carry: state from :meth:`initial_carry` or a previous call (detached here).
+            tokens: (B, S) integer puzzle tokens.
+
+        Returns:
+            The new carry (detached: no gradient crosses segments) and the outputs, which do
+            carry gradient when grad is enabled.
+        """
+        x = self.embed(tokens.to(self.device))
+        carry = self.segment(carry.detach(), x)
+        outputs = self.readout(carry)
+        return carry.detach(), outputs
