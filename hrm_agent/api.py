@@ -1,0 +1,118 @@
+"""``solve``: answer puzzles with a trained HRM in one call.
+
+>>> from hrm_agent.api import solve
+>>> answer = solve("1.34....2...4.1.", task="sudoku-mini", checkpoint="runs/mini/model")  # doctest: +SKIP
+
+Shapes: B puzzles, S cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hrm_agent.evaluate import HALT_MODES, iterate_cycles, load_model
+from hrm_env.puzzles.tasks import get_task
+
+__all__ = ["solve"]
+
+
+@lru_cache(maxsize=4)
+def _cached_model(task: str, checkpoint: str | None, device: str) -> Any:
+    model, _ = load_model(task, checkpoint, device)
+    return model
+
+
+def solve(
+    puzzles: str | np.ndarray | Sequence[Any],
+    task: str = "sudoku",
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    halt: str = "q",
+    max_segments: int | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Solve one puzzle or many with a trained HRM.
+
+    Args:
+        puzzles: one puzzle (a string such as ``"1.34...."``, an (S,) array or a grid-shaped
+            array) or many (a sequence of those, or a (B, S) array). Every puzzle is validated
+            by the task (wrong length, bad characters, clashing givens, ... raise).
+        task: ``sudoku``, ``sudoku-mini`` or ``maze``.
+        checkpoint: a checkpoint path stem; None uses the one shipped for the task. Loaded
+            models are cached per (task, checkpoint, device).
+        device: torch device to run on.
+        halt: ``"q"`` answers at the first segment end where the Q head halts (or at the
+            limit); ``"max"`` always runs all cycles.
+        max_segments: segment limit (default: the checkpoint's).
+        batch_size: puzzles per forward pass.
+
+    Returns:
+        uint8 answers: (S,) for one puzzle, (B, S) for many.
+
+    Raises:
+        ValueError: a malformed puzzle (naming which and what is wrong), an unknown task or
+            halting rule, or a checkpoint for another task.
+        FileNotFoundError: no such checkpoint.
+    """
+    if halt not in HALT_MODES:
+        raise ValueError(f"halt must be one of {HALT_MODES}, got {halt!r}")
+    spec = get_task(task)
+    grids, single = _parse(spec, puzzles)
+    model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
+    answers = np.zeros_like(grids)
+    for lo in range(0, len(grids), batch_size):
+        chunk = grids[lo : lo + batch_size]
+        tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.token_embedding.device)
+        done = np.zeros(len(chunk), dtype=bool)
+        out = answers[lo : lo + len(chunk)]
+        last = None
+        for r in iterate_cycles(model, tokens, max_segments):
+            last = r
+            if halt == "q" and r.segment_end:
+                stop = (r.q_halt > r.q_continue).cpu().numpy() & ~done
+                if stop.any():
+                    out[stop] = r.predictions.cpu().numpy()[stop].astype(np.uint8)
+                    done |= stop
+                if done.all():
+                    break
+        if last is not None and not done.all():
+            out[~done] = last.predictions.cpu().numpy()[~done].astype(np.uint8)
+    return answers[0] if single else answers
+
+
+def _parse(task: Any, puzzles: Any) -> tuple[np.ndarray, bool]:
+    """(B, S) uint8 validated grids and whether a single puzzle was given."""
+    if isinstance(puzzles, str):
+        return task.parse_puzzle(puzzles)[None], True
+    if not isinstance(puzzles, np.ndarray) and not any(isinstance(p, str) for p in puzzles):
+        # Nested lists of numbers are read as an array, so [1, 0, 3, ...] is one puzzle.
+        puzzles = np.asarray(puzzles)
+    if isinstance(puzzles, np.ndarray):
+        if puzzles.ndim == 1 or puzzles.shape == tuple(task.grid_shape):
+            return task.parse_puzzle(puzzles)[None], True
+        if puzzles.ndim == 2 and puzzles.shape[1] == task.seq_len:
+            items: Sequence[Any] = list(puzzles)
+        elif puzzles.ndim == 3 and puzzles.shape[1:] == tuple(task.grid_shape):
+            items = list(puzzles)
+        else:
+            raise ValueError(
+                f"puzzles of shape {puzzles.shape} fit neither one {task.name} puzzle "
+                f"({task.seq_len} cells or {task.grid_shape}) nor a batch of them"
+            )
+    else:
+        items = list(puzzles)
+    if not items:
+        raise ValueError("no puzzles given")
+    grids = []
+    for i, item in enumerate(items):
+        try:
+            grids.append(task.parse_puzzle(item))
+        except ValueError as err:
+            raise ValueError(f"puzzle {i}: {err}") from err
+    return np.stack(grids).astype(np.uint8), False

@@ -1,0 +1,431 @@
+"""Evaluation of an HRM on a puzzle set, cycle by cycle, and the ``hrm eval`` command.
+
+Every puzzle is run from the fixed initial state through all ``N * max_segments`` high-level
+cycles. After *each* cycle the answer is read out (``model.readout``), so the result holds the
+accuracy curve over cycles, not only at the end:
+
+* **max**: the answer after the last cycle (the paper's protocol: evaluation always runs the
+  maximum number of segments);
+* **Q halting**: the answer at the first segment end (every N cycles) where the Q head says
+  halt (``q_halt > q_continue``), or at the maximum when it never does; with the mean number
+  of cycles this took.
+
+Shapes: B batch, S cells, V vocabulary, C cycles (N * max_segments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
+
+__all__ = ["EvalResult", "CycleReadout", "evaluate", "iterate_cycles", "run", "add_arguments"]
+
+HALT_MODES = ("max", "q")
+
+
+@dataclass(frozen=True)
+class CycleReadout:
+    """The model's reading after one high-level cycle, for a batch."""
+
+    cycle: int
+    """1-based index of the cycle just run."""
+    segment_end: bool
+    """Whether this cycle closes a segment (where the Q head is trained and may halt)."""
+    predictions: torch.Tensor
+    """(B, S) int64 argmax answer."""
+    q_halt: torch.Tensor
+    """(B,) float32 halt logit."""
+    q_continue: torch.Tensor
+    """(B,) float32 continue logit."""
+
+
+def iterate_cycles(
+    model: Any, tokens: torch.Tensor, max_segments: int | None = None
+) -> Iterator[CycleReadout]:
+    """Run a batch from the initial state and yield the readout after every cycle.
+
+    Runs under ``torch.inference_mode``; ``model`` is an ``HRM`` (anything with its
+    ``initial_carry/embed/cycle/readout/config``).
+
+    Args:
+        model: the network.
+        tokens: (B, S) integer puzzle tokens on the model's device.
+        max_segments: segments to run (default: ``model.config.max_segments``).
+
+    Yields:
+        One :class:`CycleReadout` per cycle, ``N * max_segments`` in all.
+    """
+    config = model.config
+    segments = config.max_segments if max_segments is None else int(max_segments)
+    if segments < 1:
+        raise ValueError(f"max_segments must be >= 1, got {segments}")
+    n_per_segment = config.h_cycles
+    with torch.inference_mode():
+        x = model.embed(tokens)
+        carry = model.initial_carry(tokens.shape[0], tokens.device)
+        for index in range(segments * n_per_segment):
+            carry = model.cycle(carry, x)
+            out = model.readout(carry)
+            yield CycleReadout(
+                cycle=index + 1,
+                segment_end=(index + 1) % n_per_segment == 0,
+                predictions=out.logits.argmax(dim=-1),
+                q_halt=out.q_halt,
+                q_continue=out.q_continue,
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Accuracy of a model on a puzzle set, after every cycle and under both halting rules."""
+
+    task: str
+    """Task name."""
+    n: int
+    """Number of puzzles evaluated."""
+    cycles_per_segment: int
+    """N, high-level cycles per segment (Q halting is decided every N cycles)."""
+    max_cycles: int
+    """C, cycles run per puzzle (N * max_segments)."""
+    exact_per_cycle: np.ndarray
+    """(C,) fraction of puzzles answered correctly after cycle 1..C."""
+    cell_per_cycle: np.ndarray
+    """(C,) mean cell accuracy (the task's scored cells) after cycle 1..C."""
+    q_exact_accuracy: float
+    """Exact accuracy when each puzzle halts by the Q head."""
+    q_cell_accuracy: float
+    """Cell accuracy when each puzzle halts by the Q head."""
+    q_mean_cycles: float
+    """Mean cycles run when halting by the Q head."""
+    q_halt_accuracy: float
+    """How often the sign of q_halt at the last cycle agrees with "the answer is correct"."""
+    seconds: float
+    """Wall time of the evaluation."""
+    predictions: np.ndarray = field(repr=False)
+    """(n, S) uint8 answers after the last cycle."""
+    q_predictions: np.ndarray = field(repr=False)
+    """(n, S) uint8 answers at the Q-head halt."""
+    halt_cycles: np.ndarray = field(repr=False)
+    """(n,) int cycle at which each puzzle halted by the Q head."""
+    correct: np.ndarray = field(repr=False)
+    """(n,) bool: correct after the last cycle."""
+
+    @property
+    def exact_accuracy(self) -> float:
+        """Exact accuracy after the maximum number of cycles."""
+        return float(self.exact_per_cycle[-1]) if self.n else 0.0
+
+    @property
+    def cell_accuracy(self) -> float:
+        """Cell accuracy after the maximum number of cycles."""
+        return float(self.cell_per_cycle[-1]) if self.n else 0.0
+
+    def to_json(self, halt: str = "max") -> dict[str, Any]:
+        """A JSON-ready summary.
+
+        Args:
+            halt: which rule the top-level ``exact_accuracy``, ``cell_accuracy`` and
+                ``mean_cycles`` report: ``"max"`` (all cycles, the paper's protocol) or
+                ``"q"`` (halting by the Q head). Both are always included in full.
+        """
+        if halt not in HALT_MODES:
+            raise ValueError(f"halt must be one of {HALT_MODES}, got {halt!r}")
+        at_max = {
+            "exact_accuracy": self.exact_accuracy,
+            "cell_accuracy": self.cell_accuracy,
+            "mean_cycles": float(self.max_cycles),
+        }
+        at_q = {
+            "exact_accuracy": self.q_exact_accuracy,
+            "cell_accuracy": self.q_cell_accuracy,
+            "mean_cycles": self.q_mean_cycles,
+            "halt_accuracy": self.q_halt_accuracy,
+        }
+        top = at_max if halt == "max" else at_q
+        return {
+            "task": self.task,
+            "n": self.n,
+            "halt": halt,
+            "exact_accuracy": top["exact_accuracy"],
+            "cell_accuracy": top["cell_accuracy"],
+            "mean_cycles": top["mean_cycles"],
+            "seconds": self.seconds,
+            "cycles_per_segment": self.cycles_per_segment,
+            "max_cycles": self.max_cycles,
+            "max": at_max,
+            "q_halting": at_q,
+            "accuracy_per_cycle": [float(v) for v in self.exact_per_cycle],
+            "cell_accuracy_per_cycle": [float(v) for v in self.cell_per_cycle],
+        }
+
+
+def evaluate(
+    model: Any,
+    task: Task | str,
+    batch: PuzzleBatch,
+    max_segments: int | None = None,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> EvalResult:
+    """Run every puzzle through all cycles and score it after each one.
+
+    Args:
+        model: an ``HRM`` (its train/eval mode is restored afterwards).
+        task: the task (or its name) that scores answers.
+        batch: the puzzles and their reference answers.
+        max_segments: segments per puzzle (default: the model's ``max_segments``).
+        device: where to run; the model is moved there (default: where it is).
+        batch_size: puzzles per forward pass.
+        progress: show a tqdm bar over batches.
+
+    Returns:
+        The :class:`EvalResult`.
+
+    Raises:
+        ValueError: if the puzzles do not fit the model or the task, or ``batch_size < 1``.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    config = model.config
+    if batch.inputs.shape[1] != task.seq_len or task.seq_len != config.seq_len:
+        raise ValueError(
+            f"puzzles of {batch.inputs.shape[1]} cells do not fit task {task.name!r} "
+            f"({task.seq_len} cells) and model ({config.seq_len} cells)"
+        )
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    segments = config.max_segments if max_segments is None else int(max_segments)
+    n_cycles = segments * config.h_cycles
+    n = len(batch)
+
+    exact_hits = np.zeros(n_cycles, dtype=np.int64)
+    cell_sums = np.zeros(n_cycles, dtype=np.float64)
+    final_preds = np.zeros(batch.inputs.shape, dtype=np.uint8)
+    q_preds = np.zeros(batch.inputs.shape, dtype=np.uint8)
+    halt_cycles = np.zeros(n, dtype=np.int64)
+    correct = np.zeros(n, dtype=bool)
+    q_halt_agree = 0
+
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"eval {task.name}", unit="batch", leave=False)
+    try:
+        for lo in starts:
+            hi = min(lo + batch_size, n)
+            inputs, targets = batch.inputs[lo:hi], batch.targets[lo:hi]
+            tokens = torch.from_numpy(inputs.astype(np.int64)).to(device)
+            halted = np.zeros(hi - lo, dtype=bool)
+            for r in iterate_cycles(model, tokens, segments):
+                preds = r.predictions.to(torch.uint8).cpu().numpy()
+                ok = np.asarray(task.is_correct(inputs, preds, targets), dtype=bool)
+                exact_hits[r.cycle - 1] += int(ok.sum())
+                cell_sums[r.cycle - 1] += float(task.cell_accuracy(inputs, preds, targets).sum())
+                if r.segment_end:
+                    # Q halting: the first segment end where halting beats continuing; the
+                    # last cycle halts everyone still running.
+                    wants = (r.q_halt > r.q_continue).cpu().numpy()
+                    if r.cycle == n_cycles:
+                        wants = np.ones_like(wants)
+                    new = wants & ~halted
+                    q_preds[lo:hi][new] = preds[new]
+                    halt_cycles[lo:hi][new] = r.cycle
+                    halted |= new
+                if r.cycle == n_cycles:
+                    final_preds[lo:hi] = preds
+                    correct[lo:hi] = ok
+                    q_halt_agree += int(((r.q_halt > 0).cpu().numpy() == ok).sum())
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+
+    denominator = max(n, 1)
+    q_ok = np.asarray(task.is_correct(batch.inputs, q_preds, batch.targets), dtype=bool)
+    q_cells = task.cell_accuracy(batch.inputs, q_preds, batch.targets)
+    return EvalResult(
+        task=task.name,
+        n=n,
+        cycles_per_segment=config.h_cycles,
+        max_cycles=n_cycles,
+        exact_per_cycle=exact_hits / denominator,
+        cell_per_cycle=cell_sums / denominator,
+        q_exact_accuracy=float(q_ok.sum() / denominator),
+        q_cell_accuracy=float(np.sum(q_cells) / denominator),
+        q_mean_cycles=float(halt_cycles.sum() / denominator),
+        q_halt_accuracy=q_halt_agree / denominator,
+        seconds=seconds,
+        predictions=final_preds,
+        q_predictions=q_preds,
+        halt_cycles=halt_cycles,
+        correct=correct,
+    )
+
+
+# ---------------------------------------------------------------------- checkpoints
+def shipped_checkpoint(task: str) -> Path:
+    """Path stem of the checkpoint shipped for ``task`` inside the package."""
+    return Path(__file__).resolve().parent / "checkpoints" / task
+
+
+def load_model(
+    task: str, checkpoint: str | Path | None = None, device: torch.device | str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """Load a checkpoint (default: the shipped one) and check it was trained for ``task``.
+
+    Args:
+        task: the task name the checkpoint must belong to.
+        checkpoint: a path stem (``runs/x/model`` for ``model.safetensors`` + ``model.json``);
+            a path ending in ``.safetensors`` or ``.json`` is accepted too.
+        device: where to put the model.
+
+    Returns:
+        ``(model, meta)`` with the model in eval mode.
+
+    Raises:
+        FileNotFoundError: no such checkpoint (with a hint to train one).
+        ValueError: a corrupt checkpoint, or one trained for another task.
+    """
+    from hrm_agent.checkpoint import load_checkpoint
+
+    get_task(task)  # unknown task names fail here, before any file is read
+    stem = shipped_checkpoint(task) if checkpoint is None else Path(checkpoint)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    try:
+        model, _, meta = load_checkpoint(stem, map_location=device)
+    except FileNotFoundError as err:
+        if checkpoint is None:
+            raise FileNotFoundError(
+                f"no checkpoint is shipped for task {task!r} (looked for {stem}); "
+                f"train one with `hrm train {task}` and pass --checkpoint"
+            ) from err
+        raise
+    trained_for = meta.get("task")
+    if trained_for is not None and trained_for != task:
+        raise ValueError(
+            f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}"
+        )
+    model.to(device)
+    model.eval()
+    return model, meta
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hrm eval``."""
+    parser.add_argument("task", help="task name: sudoku, sudoku-mini or maze")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="puzzle file (CSV, or .txt for Sudoku); default: the task's bundled test set",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint path stem (STEM.safetensors + STEM.json); default: the shipped one",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--batch-size", type=int, default=256, help="puzzles per forward pass")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N puzzles")
+    parser.add_argument(
+        "--max-segments",
+        type=int,
+        default=None,
+        help="segments per puzzle (default: the checkpoint's max_segments)",
+    )
+    parser.add_argument(
+        "--halt",
+        choices=HALT_MODES,
+        default="max",
+        help="halting rule of the headline figures: max (all cycles) or q (the Q head)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``hrm eval``: evaluate a checkpoint and print the figures (table or JSON)."""
+    task = get_task(args.task)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.max_segments is not None and args.max_segments < 1:
+        raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
+    data = task.test_set() if args.data is None else task.load(args.data)
+    if args.limit is not None:
+        data = data[: args.limit]
+    if len(data) == 0:
+        raise ValueError("no puzzles to evaluate")
+    model, meta = load_model(task.name, args.checkpoint, args.device)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    result = evaluate(
+        model,
+        task,
+        data,
+        max_segments=args.max_segments,
+        batch_size=args.batch_size,
+        progress=show_progress,
+    )
+    summary = result.to_json(args.halt)
+    summary["data"] = "test set" if args.data is None else str(args.data)
+    summary["checkpoint"] = (
+        str(shipped_checkpoint(task.name)) if args.checkpoint is None else str(args.checkpoint)
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_table(result, summary))
+    return 0
+
+
+def format_table(result: EvalResult, summary: dict[str, Any]) -> str:
+    """A readable report of an evaluation."""
+    lines = [
+        f"task {result.task}   puzzles {result.n}   data {summary.get('data', '?')}",
+        f"checkpoint {summary.get('checkpoint', '?')}   {result.seconds:.1f} s",
+        "",
+        f"{'halting':<16}{'exact':>8}{'cells':>8}{'cycles':>9}",
+        f"{'max cycles':<16}{result.exact_accuracy:>8.3f}{result.cell_accuracy:>8.3f}"
+        f"{result.max_cycles:>9.2f}",
+        f"{'Q head':<16}{result.q_exact_accuracy:>8.3f}{result.q_cell_accuracy:>8.3f}"
+        f"{result.q_mean_cycles:>9.2f}",
+        "",
+        f"{'cycle':>5}{'exact':>8}{'cells':>8}",
+    ]
+    for c in range(result.max_cycles):
+        marker = " |" if (c + 1) % result.cycles_per_segment == 0 else ""
+        lines.append(
+            f"{c + 1:>5}{result.exact_per_cycle[c]:>8.3f}{result.cell_per_cycle[c]:>8.3f}{marker}"
+        )
+    lines.append("(| marks a segment end, where the Q head may halt)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hrm_agent.evaluate ...`` (same as ``hrm eval ...``)."""
+    parser = argparse.ArgumentParser(prog="hrm eval", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1054 @@
+"""Training an HRM: deep supervision over segments with Q-learning halting (ACT), and ``hrm train``.
+
+The loop follows the paper (arXiv 2506.21734, Sec. "Deep supervision" and "Adaptive
+computational time") and the structure of its reference code, rewritten:
+
+* a **persistent batch** of B puzzles, each with its recurrent carry and a segment counter;
+* every training step runs **one segment** for every puzzle (``model(carry, tokens)``; the
+  carry comes back detached, so no gradient crosses segments), computes the loss of that
+  segment against the answers and takes one AdamW step (deep supervision);
+* the Q head learns when to halt: q_halt against "this segment's answer is fully correct",
+  q_continue against the Q values of the *next* segment, computed under ``no_grad`` from the
+  new carry (no replay buffer or target network; the batch of parallel puzzles plays that role);
+* after the step each puzzle **halts** when it has run ``max_segments`` segments, or when
+  ``q_halt > q_continue`` and it has run at least its minimum; the minimum is 1, except that
+  with probability ``halt_exploration_prob`` (drawn once per puzzle when it enters the batch)
+  it is uniform in [2, max_segments] (exploration). Halted puzzles are replaced in place by
+  fresh ones (new tokens, carry rows back to the initial state).
+
+Data: by default fresh augmented puzzles are streamed from ``task.sample``; with
+``train_size=N`` a fixed set of N puzzles is drawn once with the seed and augmented on the fly
+(the paper's small-sample regime, e.g. 1000 Sudoku-Extreme puzzles).
+
+Learning rate: linear warmup over ``lr_warmup_steps``, then constant (the reference code's
+Sudoku setting, ``lr_min_ratio = 1``) or a cosine decay to ``lr_min_ratio * lr`` at ``steps``.
+
+Distributed (``torchrun``): the *global* batch and every random draw (puzzles, exploration) are
+made identically on every rank from one seeded ``np.random.Generator``; each rank runs the
+model on its contiguous slice of rows, halting decisions are all-gathered, and gradients are
+summed (each rank's loss is its rows' share of the global mean). A 2-process run therefore
+matches a 1-process run with the same global batch up to float rounding. Only rank 0 logs,
+evaluates and writes files.
+
+Reproducibility: the trainer state (``out_dir/model.trainer.pt``) holds the float32 weights,
+optimizer, step, the whole batch (tokens, answers, segment counters, minimums), the carry, the
+data pool and all RNG states, so ``--resume`` continues bit for bit: N steps + resume + N
+steps gives the same weights as 2N straight.
+
+Files in ``out_dir``: ``model.safetensors`` + ``model.json`` (the checkpoint; EMA weights when
+EMA is on), ``model.trainer.pt``, ``train.csv``, ``eval.csv``, ``tb/`` (TensorBoard).
+
+Shapes: B global batch, b = B / world_size rows per rank, S cells, L = 1 + S positions,
+D hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from hrm_agent.checkpoint import load_trainer_state, save_checkpoint, save_trainer_state
+from hrm_agent.config import PRESETS, HRMConfig
+from hrm_agent.evaluate import EvalResult, evaluate
+from hrm_agent.losses import hrm_loss, q_targets
+from hrm_agent.model import HRM, Carry
+from hrm_env.puzzles.tasks import TASK_NAMES, PuzzleBatch, Task, get_task
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "train",
+    "add_arguments",
+    "run",
+    "CHECKPOINT_STEM",
+]
+
+CHECKPOINT_STEM = "model"
+"""File stem of the checkpoint in ``out_dir`` (``model.safetensors``, ``model.json``, ...)."""
+TRAINER_STATE_FORMAT = "hrm-trainer-state"
+TRAINER_STATE_VERSION = 1
+LR_SCHEDULES = ("constant", "cosine")
+MODEL_OVERRIDE_FIELDS = (
+    "hidden_size",
+    "num_heads",
+    "expansion",
+    "multiple_of",
+    "h_layers",
+    "l_layers",
+    "h_cycles",
+    "l_cycles",
+    "max_segments",
+    "gradient",
+    "mixer",
+    "loss",
+    "rope_theta",
+    "rms_norm_eps",
+    "q_bias_init",
+    "compute_dtype",
+)
+"""HRMConfig fields a run may override on top of its preset (vocab_size and seq_len come from
+the task, halt_exploration and ema from the TrainConfig)."""
+# Fields that may differ between a run and its resumption: they change how a run is watched or
+# where it runs, not the sequence of updates.
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "eval_every", "eval_size", "checkpoint_every", "log_every", "out_dir", "device",
+     "compile", "progress"}
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (parsed once from the command line)."""
+
+    task: str = "sudoku"
+    """Task name: ``sudoku``, ``sudoku-mini`` or ``maze``."""
+    preset: str = "small"
+    """HRM preset: ``tiny``, ``small`` or ``paper``."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """HRMConfig fields to change on top of the preset (e.g. ``{"h_cycles": 1}``); see
+    ``MODEL_OVERRIDE_FIELDS``."""
+    difficulty: str | None = None
+    """Tier of the training puzzles (None: the task's default tier)."""
+    train_size: int | None = None
+    """None: stream fresh augmented puzzles. An int N: draw N puzzles once with the seed and
+    augment them on the fly (the paper's small-sample regime uses 1000)."""
+    batch_size: int = 64
+    """Global batch B: puzzles in flight at once (split evenly over DDP ranks)."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamW."""
+    lr_warmup_steps: int = 100
+    """Steps of linear warmup from 0 to ``lr``."""
+    lr_schedule: str = "constant"
+    """After warmup: ``constant`` (the reference Sudoku setting) or ``cosine`` to
+    ``lr_min_ratio * lr`` at ``steps``."""
+    lr_min_ratio: float = 0.1
+    """Final fraction of ``lr`` for the cosine schedule."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay (on every parameter, as the reference code does)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    grad_clip: float = 0.0
+    """Clip the global gradient norm to this value; 0 = no clipping (the paper clips none)."""
+    steps: int = 1000
+    """Training steps; one step = one segment for every puzzle in the batch."""
+    halt_exploration_prob: float = 0.1
+    """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights (0 = off). When on, evaluation
+    and checkpoints use the EMA weights."""
+    eval_every: int = 0
+    """Evaluate on the test set every this many steps (0: only at the end)."""
+    eval_size: int | None = 512
+    """Test puzzles per evaluation (the first ones of ``task.test_set()``; None: all)."""
+    checkpoint_every: int = 0
+    """Write the checkpoint and trainer state every this many steps (0: only at the end)."""
+    out_dir: str = "runs/hrm"
+    """Folder for the checkpoint, trainer state and logs."""
+    seed: int = 0
+    """Seed of the weights and of every random draw of the run."""
+    device: str = "auto"
+    """Torch device (``auto``: CUDA when available, else CPU; under torchrun with CUDA each
+    rank takes ``cuda:LOCAL_RANK``)."""
+    compile: bool = False
+    """``torch.compile`` the recurrent modules."""
+    log_every: int = 10
+    """Write a CSV/TensorBoard row every this many steps."""
+    progress: bool = True
+    """Show a tqdm progress bar (only ever on a TTY, on rank 0)."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(TASK_NAMES)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known presets: {sorted(PRESETS)}")
+        unknown = sorted(set(self.overrides) - set(MODEL_OVERRIDE_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"cannot override model field(s) {unknown}; allowed: {list(MODEL_OVERRIDE_FIELDS)}"
+            )
+        if self.difficulty is not None:
+            get_task(self.task).check_difficulty(self.difficulty)
+        for name in ("batch_size", "steps", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("lr_warmup_steps", "eval_every", "checkpoint_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        for name in ("train_size", "eval_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError(f"lr_min_ratio must lie in [0, 1], got {self.lr_min_ratio!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not 0.0 <= self.halt_exploration_prob <= 1.0:
+            raise ValueError(
+                f"halt_exploration_prob must lie in [0, 1], got {self.halt_exploration_prob!r}"
+            )
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must lie in [0, 1) (0 = off), got {self.ema!r}")
+        self.model_config()  # invalid overrides fail now, not after the data is generated
+
+    def model_config(self) -> HRMConfig:
+        """The HRMConfig this run trains: preset + task sizes + overrides + ACT/EMA settings."""
+        task = get_task(self.task)
+        return HRMConfig.preset(
+            self.preset,
+            vocab_size=task.vocab_size,
+            seq_len=task.seq_len,
+            halt_exploration=self.halt_exploration_prob,
+            ema=self.ema,
+            **dict(self.overrides),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        data = dataclasses.asdict(self)
+        data["overrides"] = dict(self.overrides)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise ``ValueError``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {unknown}")
+        data = dict(data)
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        if "overrides" in data:
+            data["overrides"] = dict(data["overrides"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or stopped) run reports."""
+
+    step: int
+    """Steps done in total."""
+    checkpoint: Path
+    """Stem of the checkpoint written (``out_dir/model``)."""
+    eval: dict[str, Any] | None
+    """Summary of the final evaluation (``EvalResult.to_json``), None if not evaluated."""
+    minutes: float
+    """Training wall time over all resumptions, evaluation excluded."""
+
+
+# ---------------------------------------------------------------------- distributed helpers
+@dataclass(frozen=True)
+class _World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_world(device_name: str) -> tuple[_World, torch.device, bool]:
+    """Join the torchrun process group when launched by torchrun; pick this rank's device.
+
+    Returns:
+        (world, device, whether this call created the process group).
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    created = False
+    if size > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = device_name.startswith("cuda")
+        if cuda:
+            device_name = f"cuda:{local_rank}"
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            created = True
+        world = _World(dist.get_rank(), dist.get_world_size(), local_rank)
+    else:
+        world = _World()
+    return world, torch.device(device_name), created
+
+
+class _PuzzleSource:
+    """Where training puzzles come from: a fresh stream, or a fixed pool augmented on the fly."""
+
+    def __init__(self, task: Task, difficulty: str | None, pool: PuzzleBatch | None) -> None:
+        self.task = task
+        self.difficulty = difficulty
+        self.pool = pool
+
+    @classmethod
+    def create(
+        cls, task: Task, difficulty: str | None, train_size: int | None, rng: np.random.Generator
+    ) -> _PuzzleSource:
+        pool = None if train_size is None else task.sample(rng, train_size, difficulty)
+        return cls(task, difficulty, pool)
+
+    def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (inputs, targets) rows, (n, S) uint8 each."""
+        if n == 0:
+            empty = np.zeros((0, self.task.seq_len), dtype=np.uint8)
+            return empty, empty.copy()
+        if self.pool is None:
+            batch = self.task.sample(rng, n, self.difficulty)
+            return batch.inputs, batch.targets
+        rows = rng.integers(0, len(self.pool), size=n)
+        return self.task.augment(rng, self.pool.inputs[rows], self.pool.targets[rows])
+
+
+@dataclass
+class _Batch:
+    """The persistent global batch, kept identical on every rank (numpy, host memory)."""
+
+    inputs: np.ndarray  # (B, S) uint8
+    targets: np.ndarray  # (B, S) uint8
+    segments: np.ndarray  # (B,) int64: segments run on the current puzzle
+    min_segments: np.ndarray  # (B,) int64: exploration minimum of the current puzzle
+
+
+# ---------------------------------------------------------------------- the trainer
+class Trainer:
+    """One training run. Build it, then call :meth:`fit`; see the module docstring.
+
+    Args:
+        config: the run.
+        resume: continue from ``out_dir``'s trainer state instead of starting afresh.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config
+        self.task = get_task(config.task)
+        self.world, self.device, self._owns_group = _init_world(config.device)
+        if config.batch_size % self.world.size:
+            raise ValueError(
+                f"batch_size {config.batch_size} must be divisible by the number of "
+                f"processes ({self.world.size})"
+            )
+        self.out_dir = Path(config.out_dir)
+        self.stem = self.out_dir / CHECKPOINT_STEM
+        self.state_path = self.out_dir / f"{CHECKPOINT_STEM}.trainer.pt"
+        if not resume and self.state_path.exists():
+            raise ValueError(
+                f"{self.out_dir} already holds a training run; pass --resume to continue it "
+                "or choose another --out-dir"
+            )
+        b = config.batch_size // self.world.size
+        self.rows = slice(self.world.rank * b, (self.world.rank + 1) * b)
+
+        model_config = config.model_config()
+        # Weights from a seeded generator: every rank builds the same model without touching
+        # the global torch RNG.
+        init = torch.Generator().manual_seed(config.seed)
+        self.model = HRM(model_config, generator=init).to(self.device)
+        self.model.train()
+        if config.compile:
+            self.model.enable_compile()
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=config.lr,
+            betas=tuple(config.betas),
+            weight_decay=config.weight_decay,
+        )
+        self.ema_state: dict[str, torch.Tensor] | None = None
+        if config.ema > 0:
+            self.ema_state = {
+                k: v.detach().clone() for k, v in self.model.named_parameters()
+            }
+        self.step = 0
+        self.train_seconds = 0.0
+        self.last_eval: dict[str, Any] | None = None
+
+        if resume:
+            self._load_state()
+        else:
+            # The data stream is seeded apart from the weights (seed + 1) so that the same
+            # weights can be trained on different data by changing nothing else.
+            self.rng = np.random.default_rng([config.seed, 1])
+            self.source = _PuzzleSource.create(
+                self.task, config.difficulty, config.train_size, self.rng
+            )
+            inputs, targets = self.source.draw(self.rng, config.batch_size)
+            self.batch = _Batch(
+                inputs=np.array(inputs, dtype=np.uint8),
+                targets=np.array(targets, dtype=np.uint8),
+                segments=np.zeros(config.batch_size, dtype=np.int64),
+                min_segments=self._draw_min_segments(config.batch_size),
+            )
+            self.carry = self.model.initial_carry(b, self.device)
+        self._eval_batch: PuzzleBatch | None = None
+        self._logger: _Logger | None = None
+
+    # ------------------------------------------------------------------ schedule
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the update that turns ``step`` done steps into ``step + 1``."""
+        c = self.config
+        if step < c.lr_warmup_steps:
+            return c.lr * (step + 1) / c.lr_warmup_steps
+        if c.lr_schedule == "constant":
+            return c.lr
+        span = max(1, c.steps - c.lr_warmup_steps)
+        progress = min(1.0, (step + 1 - c.lr_warmup_steps) / span)
+        return c.lr * (c.lr_min_ratio + (1 - c.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _draw_min_segments(self, n: int) -> np.ndarray:
+        """Per-puzzle minimum segments: 1, or with the exploration probability U[2, max]."""
+        max_segments = self.model.config.max_segments
+        explore = self.rng.random(n) < self.config.halt_exploration_prob
+        drawn = self.rng.integers(2, max_segments + 1, size=n) if max_segments >= 2 else 1
+        return np.where(explore, drawn, 1).astype(np.int64)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        """One segment of deep supervision for the whole batch, one optimizer update, then
+        ACT halting and replacement of the halted puzzles.
+
+        Returns:
+            Metrics of this step, summed over ranks: ``loss, lm_loss, q_halt_loss,
+            q_continue_loss`` (batch means), and over the puzzles that halted now: ``halted``
+            (count), ``accuracy`` (cell), ``exact_accuracy``, ``q_halt_accuracy``, ``segments``.
+        """
+        c = self.config
+        max_segments = self.model.config.max_segments
+        rows = self.rows
+        tokens = torch.from_numpy(self.batch.inputs[rows].astype(np.int64)).to(self.device)
+        labels = torch.from_numpy(self.batch.targets[rows].astype(np.int64)).to(self.device)
+        is_last = torch.from_numpy(self.batch.segments[rows] + 1 >= max_segments).to(self.device)
+
+        # Deep supervision: one segment from the (detached) carry, loss on its answer.
+        carry, out = self.model(self.carry, tokens)
+        # Q-learning target of q_continue: the best Q value one segment later, from the new
+        # carry, without gradient (reference code; no target network).
+        with torch.no_grad():
+            _, following = self.model(carry, tokens)
+            target = q_targets(following.q_halt, following.q_continue, is_last)
+        parts = hrm_loss(out, labels, target, loss=self.model.config.loss, reduction="none")
+        # Each rank's rows contribute their share of the *global* batch mean; summing the
+        # gradients over ranks then gives exactly the 1-process gradient.
+        loss = parts.total.sum() / c.batch_size
+        loss.backward()
+        self._all_reduce_gradients()
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._update_ema()
+        self.step += 1
+
+        # ACT halting, decided from this segment's Q values (before the update, as the
+        # reference code does) on every rank for the whole batch.
+        wants_halt = self._gather_rows((out.q_halt > out.q_continue).detach())
+        self.batch.segments += 1
+        segs = self.batch.segments
+        halted = (segs >= max_segments) | (wants_halt & (segs >= self.batch.min_segments))
+
+        with torch.no_grad():
+            local_halted = torch.from_numpy(halted[rows]).to(self.device)
+            preds = out.logits.argmax(-1)
+            cell_mask = torch.from_numpy(self.task.cell_mask(self.batch.inputs[rows])).to(
+                self.device
+            )
+            cell_acc = ((preds == labels) & cell_mask).sum(-1) / cell_mask.sum(-1).clamp_min(1)
+            h = local_halted.float()
+            sums = torch.stack(
+                [
+                    parts.total.detach().sum(),
+                    parts.lm.detach().sum(),
+                    parts.q_halt.detach().sum(),
+                    parts.q_continue.detach().sum(),
+                    h.sum(),
+                    (cell_acc * h).sum(),
+                    (parts.seq_correct.float() * h).sum(),
+                    (parts.q_halt_accuracy.float() * h).sum(),
+                    (torch.from_numpy(segs[rows]).to(self.device).float() * h).sum(),
+                ]
+            ).double()
+        if self.world.size > 1:
+            dist.all_reduce(sums)
+        sums = sums.cpu().tolist()
+
+        self.carry = carry
+        self._replace(halted)
+        B = c.batch_size
+        return {
+            "loss": sums[0] / B,
+            "lm_loss": sums[1] / B,
+            "q_halt_loss": sums[2] / B,
+            "q_continue_loss": sums[3] / B,
+            "halted": sums[4],
+            "accuracy": sums[5],
+            "exact_accuracy": sums[6],
+            "q_halt_accuracy": sums[7],
+            "segments": sums[8],
+            "lr": lr,
+        }
+
+    def _replace(self, halted: np.ndarray) -> None:
+        """Put fresh puzzles into the halted rows (same draws on every rank)."""
+        n = int(halted.sum())
+        if n == 0:
+            return
+        inputs, targets = self.source.draw(self.rng, n)
+        self.batch.inputs[halted] = inputs
+        self.batch.targets[halted] = targets
+        self.batch.segments[halted] = 0
+        self.batch.min_segments[halted] = self._draw_min_segments(n)
+        mask = torch.from_numpy(halted[self.rows]).to(self.device)
+        self.carry = self.model.reset_carry(self.carry, mask)
+
+    def _gather_rows(self, local: torch.Tensor) -> np.ndarray:
+        """(b,) bool per rank -> (B,) bool numpy on every rank."""
+        if self.world.size == 1:
+            return local.cpu().numpy()
+        parts = [torch.empty_like(local, dtype=torch.uint8) for _ in range(self.world.size)]
+        dist.all_gather(parts, local.to(torch.uint8))
+        return torch.cat(parts).cpu().numpy().astype(bool)
+
+    def _all_reduce_gradients(self) -> None:
+        if self.world.size == 1:
+            return
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _update_ema(self) -> None:
+        if self.ema_state is None:
+            return
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                self.ema_state[name].lerp_(p.detach(), 1.0 - self.config.ema)
+
+    # ------------------------------------------------------------------ eval and saving
+    def eval_model(self) -> HRM:
+        """The model to evaluate and ship: a copy with the EMA weights, or the model itself."""
+        if self.ema_state is None:
+            return self.model
+        shadow = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for name, p in shadow.named_parameters():
+                p.copy_(self.ema_state[name])
+        return shadow
+
+    def evaluate(self) -> EvalResult:
+        """Evaluate (the EMA weights when on) on the first ``eval_size`` test puzzles."""
+        if self._eval_batch is None:
+            test = self.task.test_set()
+            size = self.config.eval_size
+            self._eval_batch = test if size is None else test[:size]
+        result = evaluate(self.eval_model(), self.task, self._eval_batch, batch_size=256)
+        self.last_eval = result.to_json("max")
+        return result
+
+    def _gather_carry(self) -> Carry:
+        if self.world.size == 1:
+            return Carry(self.carry.z_H.detach().cpu(), self.carry.z_L.detach().cpu())
+        out = []
+        for t in self.carry:
+            parts = [torch.empty_like(t) for _ in range(self.world.size)]
+            dist.all_gather(parts, t.detach().contiguous())
+            out.append(torch.cat(parts).cpu())
+        return Carry(*out)
+
+    def save(self) -> None:
+        """Write the checkpoint and the trainer state (collective: call on every rank)."""
+        carry = self._gather_carry()
+        if not self.world.is_main:
+            return
+        state = {
+            "format": TRAINER_STATE_FORMAT,
+            "version": TRAINER_STATE_VERSION,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "ema": None
+            if self.ema_state is None
+            else {k: v.cpu() for k, v in self.ema_state.items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "carry": {"z_H": carry.z_H, "z_L": carry.z_L},
+            "batch": {
+                "inputs": torch.from_numpy(self.batch.inputs.copy()),
+                "targets": torch.from_numpy(self.batch.targets.copy()),
+                "segments": torch.from_numpy(self.batch.segments.copy()),
+                "min_segments": torch.from_numpy(self.batch.min_segments.copy()),
+            },
+            "pool": None
+            if self.source.pool is None
+            else {
+                "inputs": torch.from_numpy(np.ascontiguousarray(self.source.pool.inputs)),
+                "targets": torch.from_numpy(np.ascontiguousarray(self.source.pool.targets)),
+                "ratings": torch.from_numpy(np.ascontiguousarray(self.source.pool.ratings)),
+            },
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "last_eval": self.last_eval,
+        }
+        meta = {
+            "task": self.task.name,
+            "preset": self.config.preset,
+            "train_config": self.config.to_dict(),
+            "steps": self.step,
+            "samples_seen": self.step * self.config.batch_size,
+            "minutes": round(self.train_seconds / 60, 3),
+            "device": _device_name(self.device),
+            "world_size": self.world.size,
+            "weights": "ema" if self.ema_state is not None else "raw",
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "eval": self.last_eval,
+        }
+        # The trainer state first: a checkpoint on disk always has a state at least as new.
+        save_trainer_state(self.state_path, state)
+        save_checkpoint(self.stem, self.eval_model(), meta=meta)
+
+    def _load_state(self) -> None:
+        if not self.state_path.is_file():
+            raise FileNotFoundError(
+                f"nothing to resume: no trainer state at {self.state_path}"
+            )
+        state = load_trainer_state(self.state_path)
+        if state.get("format") != TRAINER_STATE_FORMAT:
+            raise ValueError(f"{self.state_path} is not an hrm trainer state")
+        if state.get("version") != TRAINER_STATE_VERSION:
+            raise ValueError(
+                f"{self.state_path} has trainer-state version {state.get('version')!r}; "
+                f"this hrm reads version {TRAINER_STATE_VERSION}"
+            )
+        saved = TrainConfig.from_dict(state["config"]).to_dict()
+        now = self.config.to_dict()
+        changed = sorted(k for k in now if now[k] != saved[k] and k not in RESUMABLE_CHANGES)
+        if changed:
+            details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
+            raise ValueError(f"cannot resume {self.out_dir} with a different run config ({details})")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise ValueError(f"trainer state {self.state_path} does not fit the model: {err}") from err
+        if self.ema_state is not None:
+            self.ema_state = {k: v.to(self.device) for k, v in state["ema"].items()}
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.last_eval = state.get("last_eval")
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        pool = None
+        if state["pool"] is not None:
+            p = state["pool"]
+            pool = PuzzleBatch(p["inputs"].numpy(), p["targets"].numpy(), p["ratings"].numpy())
+        self.source = _PuzzleSource(self.task, self.config.difficulty, pool)
+        b = state["batch"]
+        self.batch = _Batch(
+            inputs=b["inputs"].numpy().copy(),
+            targets=b["targets"].numpy().copy(),
+            segments=b["segments"].numpy().copy(),
+            min_segments=b["min_segments"].numpy().copy(),
+        )
+        self.carry = Carry(
+            state["carry"]["z_H"][self.rows].to(self.device),
+            state["carry"]["z_L"][self.rows].to(self.device),
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, stop_at: int | None = None) -> TrainResult:
+        """Train until ``config.steps`` (or ``stop_at``, to be resumed later), evaluating,
+        logging and checkpointing as configured; always ends with an evaluation and a save.
+
+        Args:
+            stop_at: stop after this many total steps (the schedule still spans ``steps``).
+        """
+        c = self.config
+        end = c.steps if stop_at is None else min(stop_at, c.steps)
+        logger = _Logger(self, enabled=self.world.is_main) if self._logger is None else self._logger
+        self._logger = logger
+        try:
+            window = _Window()
+            tick = time.perf_counter()
+            while self.step < end:
+                metrics = self.train_step()
+                now = time.perf_counter()
+                self.train_seconds += now - tick
+                window.add(metrics, now - tick)
+                tick = now
+                if self.step % c.log_every == 0 or self.step == end:
+                    logger.train_row(self.step, window.summary(c.batch_size))
+                    window = _Window()
+                logger.progress(self.step, metrics)
+                eval_due = c.eval_every and self.step % c.eval_every == 0 and self.step < end
+                if eval_due and self.world.is_main:
+                    logger.eval_row(self.step, self.evaluate())
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
+                    self.save()
+                tick = time.perf_counter()
+            if self.world.is_main:
+                logger.eval_row(self.step, self.evaluate())
+            self.save()
+        finally:
+            logger.close()
+            self._logger = None
+        return TrainResult(self.step, self.stem, self.last_eval, self.train_seconds / 60)
+
+    def close(self) -> None:
+        """Leave the process group if this trainer joined it."""
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self._owns_group = False
+
+
+def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> TrainResult:
+    """Run (or resume) a training run to the end; see :class:`Trainer`."""
+    trainer = Trainer(config, resume=resume)
+    try:
+        return trainer.fit(stop_at=stop_at)
+    finally:
+        trainer.close()
+
+
+# ---------------------------------------------------------------------- logging
+class _Window:
+    """Metrics accumulated since the last log row."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.seconds = 0.0
+        self.sums: dict[str, float] = {}
+        self.lr = 0.0
+
+    def add(self, metrics: dict[str, float], seconds: float) -> None:
+        self.steps += 1
+        self.seconds += seconds
+        self.lr = metrics["lr"]
+        for k, v in metrics.items():
+            if k != "lr":
+                self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def summary(self, batch_size: int) -> dict[str, float]:
+        s, n = self.sums, max(self.steps, 1)
+        halted = s.get("halted", 0.0)
+        per_halted = (lambda k: s[k] / halted) if halted else (lambda k: float("nan"))
+        return {
+            "loss": s["loss"] / n,
+            "lm_loss": s["lm_loss"] / n,
+            "q_halt_loss": s["q_halt_loss"] / n,
+            "q_continue_loss": s["q_continue_loss"] / n,
+            "accuracy": per_halted("accuracy"),
+            "exact_accuracy": per_halted("exact_accuracy"),
+            "q_halt_accuracy": per_halted("q_halt_accuracy"),
+            "mean_segments": per_halted("segments"),
+            "lr": self.lr,
+            "samples_per_s": batch_size * self.steps / max(self.seconds, 1e-9),
+        }
+
+
+TRAIN_COLUMNS = (
+    "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "accuracy", "exact_accuracy",
+    "q_halt_accuracy", "mean_segments", "lr", "samples_per_s",
+)
+EVAL_COLUMNS = (
+    "step", "exact_accuracy", "cell_accuracy", "q_exact_accuracy", "q_cell_accuracy",
+    "q_mean_cycles", "max_cycles", "n",
+)
+
+
+class _Logger:
+    """CSV + TensorBoard + tqdm, on rank 0 only. ``samples_per_s`` counts puzzle-segments."""
+
+    def __init__(self, trainer: Trainer, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.writer = None
+        if not enabled:
+            return
+        out = trainer.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        start = trainer.step
+        self.train_csv = _CsvLog(out / "train.csv", TRAIN_COLUMNS, start)
+        self.eval_csv = _CsvLog(out / "eval.csv", EVAL_COLUMNS, start)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=start or None)
+        except ImportError:  # tensorboard is a declared dependency; keep training without it
+            self.writer = None
+        if trainer.config.progress and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=trainer.config.steps, initial=start, desc=f"train {trainer.task.name}",
+                unit="step", dynamic_ncols=True,
+            )
+
+    def train_row(self, step: int, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.train_csv.write({"step": step, **row})
+        if self.writer is not None:
+            for k, v in row.items():
+                if math.isfinite(v):
+                    self.writer.add_scalar(f"train/{k}", v, step)
+
+    def eval_row(self, step: int, result: EvalResult) -> None:
+        if not self.enabled:
+            return
+        row = {
+            "step": step,
+            "exact_accuracy": result.exact_accuracy,
+            "cell_accuracy": result.cell_accuracy,
+            "q_exact_accuracy": result.q_exact_accuracy,
+            "q_cell_accuracy": result.q_cell_accuracy,
+            "q_mean_cycles": result.q_mean_cycles,
+            "max_cycles": result.max_cycles,
+            "n": result.n,
+        }
+        self.eval_csv.write(row)
+        if self.writer is not None:
+            for k in ("exact_accuracy", "cell_accuracy", "q_exact_accuracy", "q_mean_cycles"):
+                self.writer.add_scalar(f"eval/{k}", row[k], step)
+        if self.bar is not None:
+            self.bar.write(
+                f"step {step}: eval exact {result.exact_accuracy:.3f} cells "
+                f"{result.cell_accuracy:.3f} | Q-halt exact {result.q_exact_accuracy:.3f} "
+                f"in {result.q_mean_cycles:.1f} cycles"
+            )
+
+    def progress(self, step: int, metrics: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.2e}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _CsvLog:
+    """Append-only CSV; on resume rows after the resumed step (from a lost run) are dropped."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], start_step: int) -> None:
+        self.path = path
+        self.columns = columns
+        kept: list[dict[str, str]] = []
+        if start_step and path.is_file():
+            with open(path, newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(
+                {k: _fmt(row.get(k)) for k in self.columns}
+            )
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hrm train``."""
+    d = TrainConfig()
+    parser.add_argument("task", help=f"task to learn: {', '.join(TASK_NAMES)}")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default=d.preset, help=f"HRM preset: {', '.join(PRESETS)}")
+    for name, kind in (
+        ("hidden_size", int), ("num_heads", int), ("h_layers", int), ("l_layers", int),
+        ("h_cycles", int), ("l_cycles", int), ("max_segments", int), ("expansion", float),
+    ):
+        model.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=None,
+            help=f"override the preset's {name}",
+        )
+    model.add_argument("--gradient", choices=("one-step", "last-cycle"), default=None,
+                       help="gradient mode (default: the preset's, one-step)")
+    model.add_argument("--mixer", choices=("attention", "mlp"), default=None,
+                       help="token mixer (default: attention)")
+    model.add_argument("--loss", choices=("stablemax", "softmax"), default=None,
+                       help="cell loss (default: stablemax)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--difficulty", default=None, help="tier of the training puzzles")
+    data.add_argument("--train-size", type=int, default=None,
+                      help="fixed set of N puzzles augmented on the fly (default: stream fresh)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=d.steps, help="training steps (segments)")
+    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    opt.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    opt.add_argument("--warmup", type=int, default=d.lr_warmup_steps, help="warmup steps")
+    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                     help="after warmup: constant or cosine")
+    opt.add_argument("--lr-min-ratio", type=float, default=d.lr_min_ratio,
+                     help="cosine: final lr / peak lr")
+    opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW decay")
+    opt.add_argument("--beta1", type=float, default=d.betas[0], help="AdamW beta1")
+    opt.add_argument("--beta2", type=float, default=d.betas[1], help="AdamW beta2")
+    opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 = off")
+    opt.add_argument("--halt-exploration", type=float, default=d.halt_exploration_prob,
+                     help="ACT exploration probability")
+    opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--out-dir", default=None,
+                           help="output folder (default: runs/TASK-PRESET)")
+    run_group.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
+    run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
+    run_group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run_group.add_argument("--eval-every", type=int, default=d.eval_every,
+                           help="evaluate every N steps (0: at the end only)")
+    run_group.add_argument("--eval-size", type=int, default=d.eval_size,
+                           help="test puzzles per evaluation")
+    run_group.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                           help="save every N steps (0: at the end only)")
+    run_group.add_argument("--log-every", type=int, default=d.log_every, help="log every N steps")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue the run in --out-dir from its last checkpoint")
+    run_group.add_argument("--stop-at", type=int, default=None,
+                           help="stop (and save) after this many steps; resume later")
+    run_group.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build the :class:`TrainConfig` of parsed ``hrm train`` arguments."""
+    overrides = {
+        name: getattr(args, name)
+        for name in MODEL_OVERRIDE_FIELDS
+        if getattr(args, name, None) is not None
+    }
+    return TrainConfig(
+        task=args.task,
+        preset=args.preset,
+        overrides=overrides,
+        difficulty=args.difficulty,
+        train_size=args.train_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_warmup_steps=args.warmup,
+        lr_schedule=args.lr_schedule,
+        lr_min_ratio=args.lr_min_ratio,
+        weight_decay=args.weight_decay,
+        betas=(args.beta1, args.beta2),
+        grad_clip=args.grad_clip,
+        steps=args.steps,
+        halt_exploration_prob=args.halt_exploration,
+        ema=args.ema,
+        eval_every=args.eval_every,
+        eval_size=args.eval_size,
+        checkpoint_every=args.checkpoint_every,
+        out_dir=args.out_dir or f"runs/{args.task}-{args.preset}",
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        log_every=args.log_every,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``hrm train``: train (or resume) and report where the checkpoint is."""
+    if args.task not in TASK_NAMES:
+        raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(TASK_NAMES)}")
+    config = config_from_args(args)
+    trainer = Trainer(config, resume=args.resume)
+    try:
+        result = trainer.fit(stop_at=args.stop_at)
+        is_main = trainer.world.is_main
+    finally:
+        trainer.close()
+    if not is_main:
+        return 0
+    summary = {
+        "task": config.task,
+        "steps": result.step,
+        "minutes": round(result.minutes, 3),
+        "checkpoint": str(result.checkpoint),
+        "eval": result.eval,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        ev = result.eval or {}
+        q = ev.get("q_halting", {})
+        print(
+            f"trained {config.task} for {result.step} steps in {result.minutes:.1f} min; "
+            f"test exact {ev.get('exact_accuracy', float('nan')):.3f} "
+            f"(cells {ev.get('cell_accuracy', float('nan')):.3f}) after "
+            f"{ev.get('max_cycles', '?')} cycles, Q-halt exact "
+            f"{q.get('exact_accuracy', float('nan')):.3f} in "
+            f"{q.get('mean_cycles', float('nan')):.1f} cycles\n"
+            f"checkpoint: {result.checkpoint}.safetensors / .json"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hrm_agent.train ...`` (same as ``hrm train ...``; for torchrun)."""
+    parser = argparse.ArgumentParser(prog="hrm train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
