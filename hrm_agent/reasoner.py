@@ -1,0 +1,228 @@
+"""The HRM as an environment reasoner: numpy in, numpy out, one high-level cycle per call.
+
+:class:`TorchReasoner` implements ``hrm_env.envs.reasoner.Reasoner``: the environments stay
+torch-free and drive the model through ``reset`` (embed puzzles, fresh carry) and ``cycle``
+(one high-level cycle = T low-level updates + one high-level update, then the readout). All
+model work runs under ``torch.inference_mode`` on the model's device, in bf16 autocast on
+CUDA (the model enters it itself); results come back as float32 numpy arrays.
+
+:func:`load_pretrained` wraps a shipped checkpoint (``hrm_agent/checkpoints/<task>.*``, package
+data, no network) or one given by path.
+
+Shapes: B batch (sub-environments), S cells, L = 1 + S positions, D hidden, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrm_agent.checkpoint import checkpoint_paths, load_checkpoint
+from hrm_agent.model import HRM, Carry
+from hrm_env.envs.reasoner import CycleOutput
+
+__all__ = ["CycleOutput", "TorchReasoner", "TorchState", "load_pretrained"]
+
+
+@dataclass(frozen=True)
+class TorchState:
+    """Opaque per-batch state of a :class:`TorchReasoner` (the envs only pass it back).
+
+    Attributes:
+        carry: the model's recurrent state, (B, L, D) float32 tensors on the model's device.
+        x: (B, L, D) embedded puzzles (the input injection), cached across cycles.
+        inputs: (B, S) uint8 puzzles.
+        cycles: (B,) int64 high-level cycles run since each row's reset.
+    """
+
+    carry: Carry
+    x: torch.Tensor
+    inputs: np.ndarray
+    cycles: np.ndarray
+
+
+def _task_names() -> tuple[str, ...]:
+    from hrm_env.puzzles.tasks import TASK_NAMES
+
+    return TASK_NAMES
+
+
+def _check_task(task: str) -> None:
+    names = _task_names()
+    if task not in names:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(names)}")
+
+
+class TorchReasoner:
+    """Drive an :class:`~hrm_agent.model.HRM` one high-level cycle at a time for the envs.
+
+    Args:
+        model: the network (its config gives ``seq_len``, ``vocab_size``, ``latent_size``).
+        task: the task it solves (``"sudoku"``, ``"sudoku-mini"``, ``"maze"``).
+        device: where to run; None keeps the model where it is, otherwise it is moved there.
+
+    Example:
+        >>> from hrm_agent import HRM, HRMConfig
+        >>> reasoner = TorchReasoner(HRM(HRMConfig.preset("tiny")), "sudoku")
+        >>> state = reasoner.reset(np.zeros((2, 81), dtype=np.uint8))
+        >>> state, out = reasoner.cycle(state)
+        >>> out.logits.shape, out.q.shape, out.latent.shape
+        ((2, 81, 10), (2, 2), (2, 32))
+    """
+
+    def __init__(self, model: HRM, task: str, device: torch.device | str | None = None) -> None:
+        _check_task(task)
+        from hrm_env.puzzles.tasks import get_task
+
+        spec = get_task(task)
+        if (model.config.seq_len, model.config.vocab_size) != (spec.seq_len, spec.vocab_size):
+            raise ValueError(
+                f"model has seq_len={model.config.seq_len}, vocab_size="
+                f"{model.config.vocab_size} but task {task!r} needs seq_len={spec.seq_len}, "
+                f"vocab_size={spec.vocab_size}"
+            )
+        if device is not None:
+            model = model.to(torch.device(device))
+        self.model = model.eval()
+        self.task = task
+        self.seq_len = model.config.seq_len
+        self.vocab_size = model.config.vocab_size
+        self.latent_size = model.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        """Device the model runs on."""
+        return self.model.device
+
+    def _check_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 2 or inputs.shape[1] != self.seq_len:
+            raise ValueError(
+                f"inputs must have shape (B, {self.seq_len}) for this {self.task!r} model, "
+                f"got {inputs.shape}"
+            )
+        if inputs.shape[0] < 1:
+            raise ValueError("inputs must hold at least one puzzle")
+        if not np.issubdtype(inputs.dtype, np.integer):
+            raise ValueError(f"inputs must be integer tokens, got dtype {inputs.dtype}")
+        low, high = int(inputs.min()), int(inputs.max())
+        if low < 0 or high >= self.vocab_size:
+            raise ValueError(
+                f"input tokens must lie in [0, {self.vocab_size}), got values in [{low}, {high}]"
+            )
+        return inputs.astype(np.uint8)
+
+    def _embed(self, inputs: np.ndarray) -> torch.Tensor:
+        tokens = torch.from_numpy(inputs.astype(np.int64)).to(self.device)
+        return self.model.embed(tokens)
+
+    def reset(
+        self,
+        inputs: np.ndarray,
+        state: TorchState | None = None,
+        mask: np.ndarray | None = None,
+    ) -> TorchState:
+        """Fresh state for (B, S) ``inputs``; with ``state`` and ``mask`` only masked rows.
+
+        Raises:
+            ValueError: for inputs of the wrong shape, dtype or token range, or a mask that
+                does not fit the state.
+        """
+        inputs = self._check_inputs(inputs)
+        B = inputs.shape[0]
+        with torch.inference_mode():
+            if state is None or mask is None:
+                return TorchState(
+                    carry=self.model.initial_carry(B, self.device),
+                    x=self._embed(inputs),
+                    inputs=inputs,
+                    cycles=np.zeros(B, dtype=np.int64),
+                )
+            mask = np.asarray(mask)
+            if mask.dtype != bool or mask.shape != (len(state.inputs),):
+                raise ValueError(
+                    f"mask must be a ({len(state.inputs)},) bool array, "
+                    f"got dtype {mask.dtype} shape {mask.shape}"
+                )
+            if B != len(state.inputs):
+                raise ValueError(f"inputs must have {len(state.inputs)} rows, got {B}")
+            if not mask.any():
+                return state
+            rows = torch.from_numpy(mask).to(self.device)
+            x = torch.where(rows.view(B, 1, 1), self._embed(inputs), state.x)
+            return TorchState(
+                carry=self.model.reset_carry(state.carry, rows),
+                x=x,
+                inputs=np.where(mask[:, None], inputs, state.inputs),
+                cycles=np.where(mask, 0, state.cycles),
+            )
+
+    def cycle(self, state: TorchState) -> tuple[TorchState, CycleOutput]:
+        """One high-level cycle for every row, then the readout (logits, Q, pooled z_H)."""
+        with torch.inference_mode():
+            carry = self.model.cycle(state.carry, state.x)
+            out = self.model.readout(carry)
+            latent = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D), cells only
+            q = torch.stack((out.q_halt, out.q_continue), dim=1)  # (B, 2)
+            result = CycleOutput(
+                logits=out.logits.float().cpu().numpy(),
+                q=q.float().cpu().numpy(),
+                latent=latent.cpu().numpy(),
+            )
+        return TorchState(carry, state.x, state.inputs, state.cycles + 1), result
+
+    def __repr__(self) -> str:
+        c = self.model.config
+        return (
+            f"TorchReasoner(task={self.task!r}, hidden={c.hidden_size}, "
+            f"layers={c.h_layers}+{c.l_layers}, T={c.l_cycles}, device={self.device})"
+        )
+
+
+def shipped_checkpoint(task: str) -> Path:
+    """Stem of the checkpoint shipped for ``task`` inside the package (it may not exist)."""
+    _check_task(task)
+    with as_file(files("hrm_agent") / "checkpoints") as folder:
+        return Path(folder) / task
+
+
+def load_pretrained(
+    task: str,
+    device: torch.device | str = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> TorchReasoner:
+    """The shipped (or a given) checkpoint for ``task`` as a ready :class:`TorchReasoner`.
+
+    Args:
+        task: ``"sudoku"``, ``"sudoku-mini"`` or ``"maze"``.
+        device: where to run the model.
+        checkpoint: a checkpoint stem (or its ``.json``/``.safetensors`` path) to use instead
+            of the shipped one.
+
+    Raises:
+        FileNotFoundError: when no checkpoint exists there (the message names the path and
+            the ``hrm train`` command that makes one).
+        ValueError: for an unknown task, a corrupt checkpoint, or one trained for another task
+            or with other puzzle sizes.
+    """
+    _check_task(task)
+    stem = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(task)
+    weights, config_json = checkpoint_paths(stem)
+    for path in (config_json, weights):
+        if not path.is_file():
+            where = "given" if checkpoint is not None else "shipped"
+            raise FileNotFoundError(
+                f"no {where} checkpoint for task {task!r}: {path} does not exist. Train one "
+                f"with `hrm train {task}` and pass it as checkpoint=<stem>"
+                + ("" if checkpoint is not None else f", or place it at {stem}.*")
+            )
+    model, config, meta = load_checkpoint(stem, map_location=device)
+    trained_for = meta.get("task")
+    if trained_for is not None and trained_for != task:
+        raise ValueError(f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}")
+    return TorchReasoner(model, task, device=None)
