@@ -83,6 +83,14 @@ class ScriptedState:
     cycles: np.ndarray
 
 
+def _get_task(name: str) -> Any:
+    # Looked up by name on use (get_task caches) rather than kept as an attribute, so that a
+    # reasoner deep-copies cleanly, as gym.make does with its keyword arguments.
+    from hrm_env.puzzles.tasks import get_task
+
+    return get_task(name)
+
+
 class ScriptedReasoner:
     """A reasoner that plays a script instead of thinking: deterministic, instant, model-free.
 
@@ -124,12 +132,10 @@ class ScriptedReasoner:
         solve_at: int | None = 3,
         latent_size: int = 8,
     ) -> None:
-        from hrm_env.puzzles.tasks import get_task
-
-        self._task = get_task(task)
-        self.task = self._task.name
-        self.seq_len = self._task.seq_len
-        self.vocab_size = self._task.vocab_size
+        spec = _get_task(task)
+        self.task = spec.name
+        self.seq_len = spec.seq_len
+        self.vocab_size = spec.vocab_size
         if latent_size < 2:
             raise ValueError(f"latent_size must be at least 2, got {latent_size}")
         self.latent_size = int(latent_size)
@@ -181,7 +187,7 @@ class ScriptedReasoner:
         inputs = inputs.astype(np.uint8)
         need_targets = self._answers is None
         if state is None or mask is None:
-            targets = self._task.solve(inputs) if need_targets else None
+            targets = _get_task(self.task).solve(inputs) if need_targets else None
             return ScriptedState(inputs, targets, np.zeros(len(inputs), dtype=np.int64))
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (len(state.inputs),) or len(inputs) != len(state.inputs):
@@ -198,7 +204,7 @@ class ScriptedReasoner:
             assert state.targets is not None
             targets = state.targets.copy()
             if mask.any():
-                targets[mask] = self._task.solve(inputs[mask])
+                targets[mask] = _get_task(self.task).solve(inputs[mask])
         return ScriptedState(new_inputs, targets, cycles)
 
     def cycle(self, state: ScriptedState) -> tuple[ScriptedState, CycleOutput]:
@@ -253,7 +259,9 @@ class ScriptedReasoner:
         if self.solve_at is None:
             n_fill = np.maximum(n_todo - 1, 0)
         else:
-            n_fill = np.ceil(n_todo * np.minimum(cycles / self.solve_at, 1.0)).astype(np.int64)
+            # Progress in proportion to the cycles, but never complete before solve_at.
+            partial = np.minimum(n_todo * cycles // self.solve_at, np.maximum(n_todo - 1, 0))
+            n_fill = np.where(cycles >= self.solve_at, n_todo, partial)
         order = np.cumsum(todo, axis=1)  # 1-based rank of each to-do cell in row-major order
         filled = todo & (order <= n_fill[:, None])
         answer = np.where(filled, targets, inputs).astype(np.int64)
