@@ -249,10 +249,6 @@ class SudokuTask(Task):
 class MazeTask(Task):
     """30x30 mazes. Correct = the predicted path is a valid shortest path from S to G."""
 
-    #: Seed of the generated held-out test mazes; training streams use other seeds.
-    TEST_SEED = 20250624
-    TEST_SIZE = 1000
-
     def __init__(self) -> None:
         from . import maze
 
@@ -346,10 +342,17 @@ MINI_TEST_SEED = 4_4_2025
 
 @lru_cache(maxsize=1)
 def _maze_test_set() -> PuzzleBatch:
-    from . import maze
+    # A bundled bank (scripts/build_maze_test_bank.py) rather than a regeneration, so the
+    # held-out mazes stay fixed even when the generator changes.
+    from importlib.resources import files
 
-    m = maze.generate(np.random.default_rng(MazeTask.TEST_SEED), "hard", MazeTask.TEST_SIZE)
-    return PuzzleBatch(m.questions, m.answers, np.asarray(m.ratings, dtype=np.int32))
+    with files("hrm_env").joinpath("data", "maze_test.npz").open("rb") as f:
+        bank = np.load(f)
+        return PuzzleBatch(
+            bank["questions"].astype(np.uint8),
+            bank["answers"].astype(np.uint8),
+            bank["ratings"].astype(np.int32),
+        )
 
 
 _FACTORIES = {
