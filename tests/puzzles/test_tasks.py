@@ -1,0 +1,112 @@
+"""The task layer: one face over the domains for model, trainer and envs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrm_env.puzzles import sudoku
+from hrm_env.puzzles.datagen import generate_batch, write_puzzle_csv
+from hrm_env.puzzles.tasks import TASK_NAMES, PuzzleBatch, get_task
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task 'chess'.*sudoku.*maze"):
+        get_task("chess")
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_sample_gives_correct_reference_answers(name):
+    task = get_task(name)
+    batch = task.sample(np.random.default_rng(1), 6)
+    assert batch.inputs.shape == (6, task.seq_len) and batch.inputs.dtype == np.uint8
+    assert batch.inputs.max() < task.vocab_size and batch.targets.max() < task.vocab_size
+    assert task.is_correct(batch.inputs, batch.targets, batch.targets).all()
+    # The puzzle itself is not an answer (Sudoku has blanks; a maze has no marked path).
+    assert not task.is_correct(batch.inputs, batch.inputs, batch.targets).any()
+    np.testing.assert_array_equal(task.cell_accuracy(batch.inputs, batch.targets, batch.targets), 1)
+
+
+def test_sample_is_seeded_and_rejects_unknown_difficulty():
+    task = get_task("sudoku")
+    a = task.sample(np.random.default_rng(7), 4, "medium")
+    b = task.sample(np.random.default_rng(7), 4, "medium")
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    with pytest.raises(ValueError, match="unknown difficulty 'insane'.*easy"):
+        task.sample(np.random.default_rng(0), 1, "insane")
+
+
+def test_sudoku_cell_accuracy_scores_blank_cells_only():
+    task = get_task("sudoku")
+    batch = task.test_set()[:3]
+    # Copying the givens (and leaving blanks blank) earns nothing.
+    np.testing.assert_array_equal(task.cell_accuracy(batch.inputs, batch.inputs, batch.targets), 0)
+    # One wrong blank cell costs exactly 1 / (number of blanks).
+    wrong = batch.targets.copy()
+    cell = int(np.flatnonzero(batch.inputs[0] == 0)[0])
+    wrong[0, cell] = wrong[0, cell] % 9 + 1
+    acc = task.cell_accuracy(batch.inputs, wrong, batch.targets)
+    assert acc[0] == pytest.approx(1 - 1 / (batch.inputs[0] == 0).sum())
+    assert not task.is_correct(batch.inputs, wrong, batch.targets)[0]
+
+
+def test_test_sets_are_fixed_and_valid():
+    sud = get_task("sudoku").test_set()
+    assert len(sud) >= 500 and get_task("sudoku").test_set() is sud
+    mz = get_task("maze")
+    bank = mz.test_set()
+    assert len(bank) == 1000 and (bank.ratings > 110).all()
+    assert mz.is_correct(bank.inputs[:20], bank.targets[:20], bank.targets[:20]).all()
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("1" * 80, "81 cells, got 80 characters"),
+        (np.zeros(80, dtype=np.uint8), "81 cells"),
+        (np.full(81, 10), r"0 \(blank\) or 1..9"),
+        (np.zeros(81, dtype=np.float32), "integers"),
+        ("11" + "." * 79, "clash"),
+    ],
+)
+def test_sudoku_parse_puzzle_names_the_problem(bad, match):
+    with pytest.raises(ValueError, match=match):
+        get_task("sudoku").parse_puzzle(bad)
+
+
+def test_maze_parse_puzzle_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="900 cells"):
+        get_task("maze").parse_puzzle(np.ones((10, 10), dtype=np.uint8))
+
+
+def test_load_solves_files_without_answers(tmp_path):
+    task = get_task("sudoku")
+    batch = task.test_set()[:5]
+    path = tmp_path / "puzzles.txt"
+    path.write_text(
+        "# five hard puzzles\n" + "\n".join(sudoku.format(q) for q in batch.inputs) + "\n"
+    )
+    loaded = task.load(path)
+    np.testing.assert_array_equal(loaded.inputs, batch.inputs)
+    np.testing.assert_array_equal(loaded.targets, batch.targets)
+
+
+def test_puzzle_batch_checks_shapes_and_slices():
+    with pytest.raises(ValueError, match="same shape"):
+        PuzzleBatch(np.zeros((2, 81), np.uint8), np.zeros((2, 80), np.uint8), np.zeros(2, np.int32))
+    batch = get_task("sudoku").test_set()
+    assert len(batch[3]) == 1 and len(batch[:10]) == 10
+    assert len(PuzzleBatch.concat([batch[:2], batch[5:8]])) == 5
+
+
+def test_generation_depends_on_seed_not_workers(tmp_path):
+    one = generate_batch("sudoku", "easy", 130, seed=3, workers=1)
+    two = generate_batch("sudoku", "easy", 130, seed=3, workers=2)
+    np.testing.assert_array_equal(one.inputs, two.inputs)
+    other = generate_batch("sudoku", "easy", 130, seed=4, workers=1)
+    assert not np.array_equal(one.inputs, other.inputs)
+    path = write_puzzle_csv(tmp_path / "easy.csv", "sudoku", one, "test")
+    back = get_task("sudoku").load(path)
+    np.testing.assert_array_equal(back.inputs, one.inputs)
+    np.testing.assert_array_equal(back.targets, one.targets)
+    assert (back.ratings == 0).all()
