@@ -367,7 +367,8 @@ def solve_batch(puzzles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if puzzles.size and (puzzles.min() < 0 or puzzles.max() > size):
         row = int(np.flatnonzero(((puzzles < 0) | (puzzles > size)).any(axis=1))[0])
         raise ValueError(f"puzzle {row} has a value outside 0..{size}")
-    grids = np.ascontiguousarray(puzzles, dtype=np.uint8)
+    # A private writable copy: one compiled kernel signature for every caller's array.
+    grids = np.array(puzzles, dtype=np.uint8, order="C", copy=True)
     B = grids.shape[0]
     solutions = np.zeros_like(grids)
     counts = np.zeros(B, dtype=np.int64)
@@ -810,6 +811,15 @@ def augment(
     return out[0], out[1]
 
 
+@cache
+def _hash_weights(length: int) -> np.ndarray:
+    weights, w = [], 1
+    for _ in range(length):
+        w = (w * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
+        weights.append(w | 1)
+    return np.array(weights, dtype=np.uint64)
+
+
 def signature(puzzles: np.ndarray) -> np.ndarray:
     """A hash of each puzzle that every augmentation leaves unchanged.
 
@@ -837,31 +847,30 @@ def signature(puzzles: np.ndarray) -> np.ndarray:
     cell_col = np.arange(S) % size
     b = int(round(size**0.5))
     cell_box = (cell_row // b) * b + cell_col // b
-    r = counts[:, 0, cell_row].astype(np.uint64)  # (N, S)
-    c = counts[:, 1, cell_col].astype(np.uint64)
-    x = counts[:, 2, cell_box].astype(np.uint64)
+    r = counts[:, 0, cell_row].astype(np.int32)  # (N, S)
+    c = counts[:, 1, cell_col].astype(np.int32)
+    x = counts[:, 2, cell_box].astype(np.int32)
     offsets = (np.arange(N) * (size + 1))[:, None]
     freq = np.bincount((puzzles + offsets).ravel(), minlength=N * (size + 1))
-    freq = freq.reshape(N, size + 1)  # (N, n + 1) how often each digit is given
-    f = np.take_along_axis(freq, puzzles.astype(np.int64), axis=1).astype(np.uint64)
+    freq = freq.reshape(N, size + 1).astype(np.int32)  # (N, n + 1) how often each digit is given
+    f = np.take_along_axis(freq, puzzles.astype(np.intp), axis=1)
     keys = []
     for first, second in ((r, c), (c, r)):
-        k = ((first * 16 + second) * 16 + x) * 16 + f + 1
-        k = np.where(given, k, np.uint64(0))
-        keys.append(np.sort(k, axis=1))
+        k = ((first * 16 + second) * 16 + x) * 16 + f + 1  # < 2**16, 0 kept for blanks
+        keys.append(np.sort(np.where(given, k, 0), axis=1))
     a, t = keys
     # Lexicographically smaller of the two key rows, so transposing changes nothing.
     diff = a != t
     first_diff = np.argmax(diff, axis=1)
     rows = np.arange(N)
     use_t = diff.any(axis=1) & (t[rows, first_diff] < a[rows, first_diff])
-    canon = np.where(use_t[:, None], t, a)
-    # FNV-1a style mixing over the S keys (uint64 arithmetic wraps).
-    h = np.full(N, 0xCBF29CE484222325, dtype=np.uint64)
-    prime = np.uint64(0x100000001B3)
+    canon = np.where(use_t[:, None], t, a).astype(np.uint64)  # (N, S)
+    # A polynomial hash with odd 64-bit weights (uint64 arithmetic wraps), then a final mix.
     with np.errstate(over="ignore"):
-        for col in canon.T:
-            h = (h ^ col) * prime
+        h = (canon * _hash_weights(S)).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
     return h
 
 

@@ -1,0 +1,138 @@
+"""Build the bundled Sudoku banks ``hrm_env/data/sudoku_{train,test}.npz``.
+
+Reads the public collections in ``../shared/data/sudoku/*.txt`` (17-clue, magictour top1465,
+forum hardest 1905 11+, forum hardest 1106), solves and rates every puzzle, drops the invalid,
+non-unique and duplicate ones, and splits the rest by *source puzzle*: puzzles are grouped by
+``sudoku.signature``, which no augmentation changes, and whole groups go to one side, so no
+test puzzle is a transform of a train puzzle. The test bank takes the groups holding the
+hardest puzzles (highest rating) of the hard collections until it has ``--test-size`` puzzles.
+
+Run from the repository root:
+
+    python scripts/build_sudoku_banks.py [--src ../shared/data/sudoku] [--test-size 1500]
+
+The library itself never reads the source folder; only this script does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hrm_env.puzzles import sudoku
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SRC = REPO.parent / "shared" / "data" / "sudoku"
+DEFAULT_OUT = REPO / "hrm_env" / "data"
+#: The collection every other one is harder than; never used for the test bank.
+EASY_COLLECTIONS = {"17_clue"}
+
+
+def collection_name(path: Path) -> str:
+    """``puzzles5_forum_hardest_1905_11+.txt`` -> ``forum_hardest_1905_11+``."""
+    return re.sub(r"^puzzles\d+_", "", path.stem)
+
+
+def read_collection(path: Path) -> tuple[list[np.ndarray], int]:
+    """Parse every puzzle line of a file; returns the grids and the count of malformed lines."""
+    grids, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            grids.append(sudoku.parse(text.split()[0], size=9))
+        except ValueError:
+            bad += 1
+    return grids, bad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="folder of *.txt collections")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the .npz files go")
+    parser.add_argument("--test-size", type=int, default=1500, help="puzzles in the test bank")
+    args = parser.parse_args()
+
+    files = sorted(args.src.glob("*.txt"))
+    if not files:
+        raise SystemExit(f"no *.txt collections in {args.src}")
+    questions, sources = [], []
+    print(f"{'collection':28s} {'lines':>7s} {'malformed':>9s}")
+    for path in files:
+        grids, bad = read_collection(path)
+        name = collection_name(path)
+        print(f"{name:28s} {len(grids) + bad:7d} {bad:9d}")
+        questions.extend(grids)
+        sources.extend([name] * len(grids))
+    q = np.stack(questions)
+    src = np.array(sources)
+
+    # Exact duplicates across (and within) collections: keep the first occurrence.
+    _, first = np.unique(q, axis=0, return_index=True)
+    first = np.sort(first)
+    print(f"duplicates dropped: {len(q) - len(first)}")
+    q, src = q[first], src[first]
+
+    start = time.perf_counter()
+    answers, counts, ratings = sudoku.solve_batch(q)
+    seconds = time.perf_counter() - start
+    print(f"solved {len(q)} puzzles in {seconds:.1f} s ({len(q) / seconds:.0f}/s)")
+    for label, mask in (("no solution", counts == 0), ("several solutions", counts == 2)):
+        per = {str(name): int((mask & (src == name)).sum()) for name in np.unique(src)}
+        print(f"dropped, {label}: {int(mask.sum())} {per}")
+    keep = counts == 1
+    q, answers, ratings, src = q[keep], answers[keep], ratings[keep], src[keep]
+
+    sig = sudoku.signature(q)
+    _, group = np.unique(sig, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    print(f"{len(q)} unique puzzles in {n_groups} signature groups")
+
+    hard = ~np.isin(src, list(EASY_COLLECTIONS))
+    best = np.full(n_groups, -1, dtype=np.int64)  # highest hard-collection rating per group
+    np.maximum.at(best, group[hard], ratings[hard])
+    hard_count = np.bincount(group[hard], minlength=n_groups)
+    test_groups: list[int] = []
+    taken = 0
+    for g in np.argsort(-best, kind="stable"):
+        if best[g] < 0 or taken >= args.test_size:
+            break
+        test_groups.append(int(g))
+        taken += int(hard_count[g])
+    test_group_mask = np.isin(group, test_groups)
+    in_test = test_group_mask & hard
+    train = ~test_group_mask
+    dropped = test_group_mask & ~in_test
+    print(
+        f"test: {int(in_test.sum())} puzzles from {len(test_groups)} groups; "
+        f"train: {int(train.sum())}; dropped (easy puzzles in test groups): {int(dropped.sum())}"
+    )
+    assert not set(sig[in_test]) & set(sig[train]), "train/test signatures overlap"
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for split, mask in (("train", train), ("test", in_test)):
+        rows = np.flatnonzero(mask)
+        bank = sudoku.SudokuSet(q[rows], answers[rows], ratings[rows], [str(x) for x in src[rows]])
+        packed = sudoku.pack_bank(bank)
+        roundtrip = sudoku.unpack_bank(packed)
+        assert np.array_equal(roundtrip.questions, bank.questions)
+        assert np.array_equal(roundtrip.answers, bank.answers)
+        path = args.out / f"sudoku_{split}.npz"
+        np.savez_compressed(path, **packed)
+        r = bank.ratings
+        per = {str(name): int((src[rows] == name).sum()) for name in np.unique(src[rows])}
+        print(
+            f"{split:5s} {len(rows):6d} puzzles  rating min/median/mean/max "
+            f"{r.min()}/{int(np.median(r))}/{r.mean():.0f}/{r.max()}  "
+            f"extreme (>= {sudoku.EXTREME_MIN_RATING}): {int((r >= sudoku.EXTREME_MIN_RATING).sum())}  "
+            f"{path.stat().st_size / 1e6:.2f} MB  {per}"
+        )
+
+
+if __name__ == "__main__":
+    main()
