@@ -28,10 +28,10 @@ from hrm_env.envs.reasoning import (
     HALT,
     LATENT_BOUND,
     Q_BOUND,
+    PuzzleQueue,
     build_observation_space,
     check_arguments,
     check_reasoner,
-    draw_puzzle,
     load_reasoner,
     read_answer,
     sigmoid,
@@ -124,6 +124,7 @@ class ReasoningVectorEnv(VectorEnv):
 
         N, S = self.num_envs, self.task.seq_len
         self._rngs: list[np.random.Generator | None] = [None] * N
+        self._queues = [PuzzleQueue(self.task, self.difficulty, self.dataset) for _ in range(N)]
         self._state: Any = None
         self._inputs = np.zeros((N, S), dtype=np.uint8)
         self._targets = np.zeros((N, S), dtype=np.uint8)
@@ -164,6 +165,7 @@ class ReasoningVectorEnv(VectorEnv):
         for i, s in enumerate(seeds):
             if s is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(s)[0]
+                self._queues[i].clear()
         everyone = np.ones(self.num_envs, dtype=bool)
         self._draw(everyone)
         if self.reasoner is None:
@@ -264,7 +266,7 @@ class ReasoningVectorEnv(VectorEnv):
         if (
             a.shape != (self.num_envs,)
             or not np.issubdtype(a.dtype, np.integer)
-            or not np.isin(a, (CONTINUE, HALT)).all()
+            or not ((a == CONTINUE) | (a == HALT)).all()
         ):
             raise ValueError(
                 f"actions must be an integer array of shape ({self.num_envs},) holding 0 "
@@ -276,7 +278,7 @@ class ReasoningVectorEnv(VectorEnv):
         for i in np.flatnonzero(rows):
             rng = self._rngs[i]
             assert rng is not None
-            inputs, targets, rating = draw_puzzle(self.task, rng, self.difficulty, self.dataset)
+            inputs, targets, rating = self._queues[i].pop(rng)
             self._inputs[i], self._targets[i], self._ratings[i] = inputs, targets, rating
 
     def _apply(self, out: CycleOutput, rows: np.ndarray, fresh: np.ndarray) -> None:

@@ -1,0 +1,36 @@
+"""Shared fixtures of the rendering tests: scripted and tiny random-init reasoners."""
+
+from __future__ import annotations
+
+import os
+
+# Headless rendering: no window ever opens, on CI or a laptop.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def make_tiny_reasoner(task: str, seed: int = 0) -> Any:
+    """A random-init ``tiny`` HRM behind the real TorchReasoner (skips if torch is missing)."""
+    torch = pytest.importorskip("torch")
+    from hrm_agent.config import HRMConfig
+    from hrm_agent.model import HRM
+    from hrm_agent.reasoner import TorchReasoner
+    from hrm_env.puzzles.tasks import get_task
+
+    # One intra-op thread: these models are tiny, and on a busy shared CPU torch's thread pool
+    # spins against other processes and makes a 2 ms cycle take most of a second.
+    torch.set_num_threads(1)
+    spec = get_task(task)
+    config = HRMConfig.preset("tiny", seq_len=spec.seq_len, vocab_size=spec.vocab_size)
+    model = HRM(config, generator=torch.Generator().manual_seed(seed))
+    return TorchReasoner(model, task, device="cpu")
+
+
+@pytest.fixture
+def tiny_reasoner():
+    """Factory fixture: ``tiny_reasoner(task)``."""
+    return make_tiny_reasoner

@@ -1,0 +1,194 @@
+"""Headless rendering: frame shapes, both modes, and what the pixels show."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrm_env.envs.reasoner import ScriptedReasoner
+from hrm_env.envs.reasoning import ReasoningEnv
+from hrm_env.render.viewer import Palette, Snapshot, Viewer, ViewerOptions
+
+PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
+
+
+def grid(text: str) -> np.ndarray:
+    return np.array([0 if c == "." else int(c) for c in text], dtype=np.uint8)
+
+
+def cell_pixels(
+    frame: np.ndarray, viewer: Viewer, n: int, index: int, pad: int | None = None
+) -> np.ndarray:
+    """The pixels inside cell ``index`` of an n x n board, a border of ``pad`` left out."""
+    s = viewer.options.scale
+    left = top = round(viewer.MARGIN * s)
+    cell = round(viewer.BOARD * s) / n
+    r, c = divmod(index, n)
+    pad = max(3, round(cell * 0.12)) if pad is None else pad
+    y0, x0 = round(top + r * cell) + pad, round(left + c * cell) + pad
+    y1, x1 = round(top + (r + 1) * cell) - pad, round(left + (c + 1) * cell) - pad
+    return frame[y0:y1, x0:x1]
+
+
+def has_colour(pixels: np.ndarray, colour, tol: int = 12) -> bool:
+    return bool((np.abs(pixels.astype(int) - np.array(colour)).max(axis=-1) <= tol).any())
+
+
+def sudoku_snapshot(**overrides) -> Snapshot:
+    puzzle, solution = grid(PUZZLE), grid(SOLUTION)
+    prediction = puzzle.copy()  # the model has written nothing yet
+    fields = dict(
+        task="sudoku",
+        grid_shape=(9, 9),
+        puzzle=puzzle,
+        prediction=prediction,
+        confidence=np.full(81, 0.2, dtype=np.float32),
+        previous=None,
+        solution=solution,
+        cycle=1,
+        max_cycles=16,
+        q_history=[(-5.0, 0.5)],
+        traces={"confidence": [0.2]},
+    )
+    fields.update(overrides)
+    return Snapshot(**fields)
+
+
+@pytest.mark.parametrize("task", ["sudoku", "maze", "sudoku-mini"])
+@pytest.mark.parametrize("mode", ["rgb_array", "human"])
+def test_env_renders_frames_in_both_modes(task, mode):
+    env = ReasoningEnv(task, reasoner=ScriptedReasoner(task), render_mode=mode, max_cycles=4)
+    env.reset(seed=0)
+    env.step(0)
+    frame = env.render()
+    viewer = env._viewer
+    assert viewer is not None
+    if mode == "rgb_array":
+        assert frame.shape == (viewer.size[1], viewer.size[0], 3) and frame.dtype == np.uint8
+        assert frame.std() > 10  # not a blank canvas
+    else:
+        assert frame is None
+    env.close()
+    env.close()
+
+
+def test_scale_multiplies_the_frame_size():
+    small = Viewer("sudoku", options=ViewerOptions(scale=1.0)).render(sudoku_snapshot())
+    big = Viewer("sudoku", options=ViewerOptions(scale=2.0)).render(sudoku_snapshot())
+    assert big.shape[0] == 2 * small.shape[0] and big.shape[1] == 2 * small.shape[1]
+
+
+def test_a_given_digit_cell_differs_from_an_empty_cell():
+    viewer = Viewer("sudoku")
+    frame = viewer.render(sudoku_snapshot())
+    given, empty = 0, 2  # "5" is given at cell 0; cell 2 is blank and not yet written
+    g, e = cell_pixels(frame, viewer, 9, given), cell_pixels(frame, viewer, 9, empty)
+    assert not np.array_equal(g, e)
+    assert has_colour(g, Palette.ink, tol=40)  # the digit's ink
+    assert not has_colour(e, Palette.ink, tol=40)  # nothing written in the empty cell
+    assert has_colour(g, Palette.given_fill, tol=3)
+
+
+def test_confidence_shades_the_answer_cells():
+    viewer = Viewer("sudoku")
+    sure = sudoku_snapshot(confidence=np.full(81, 1.0, dtype=np.float32))
+    unsure = sudoku_snapshot(confidence=np.full(81, 0.1, dtype=np.float32))
+    blank = 2
+    a = cell_pixels(viewer.render(sure), viewer, 9, blank).reshape(-1, 3).mean(0)
+    b = cell_pixels(viewer.render(unsure), viewer, 9, blank).reshape(-1, 3).mean(0)
+    # More confident = bluer (less red), less confident = nearer white.
+    assert a[0] < b[0] - 20 and b.min() > 235
+
+
+def test_wrong_digits_are_marked_only_when_errors_are_shown():
+    solution = grid(SOLUTION)
+    prediction = solution.copy()
+    wrong = 2  # a blank cell whose answer is 4
+    prediction[wrong] = 9
+    snap = sudoku_snapshot(prediction=prediction)
+    on = Viewer("sudoku").render(snap)
+    off_viewer = Viewer("sudoku", options=ViewerOptions(show_errors=False))
+    off = off_viewer.render(snap)
+    viewer = Viewer("sudoku")
+    assert has_colour(cell_pixels(on, viewer, 9, wrong), Palette.error)
+    assert not has_colour(cell_pixels(off, viewer, 9, wrong), Palette.error)
+    right = 3  # answered correctly: no error colour
+    assert not has_colour(cell_pixels(on, viewer, 9, right), Palette.error)
+
+
+def test_cells_changed_this_cycle_are_outlined():
+    solution, puzzle = grid(SOLUTION), grid(PUZZLE)
+    previous = puzzle.copy()
+    prediction = puzzle.copy()
+    prediction[2] = solution[2]  # written this cycle
+    prediction[3] = previous[3] = solution[3]  # unchanged
+    snap = sudoku_snapshot(prediction=prediction, previous=previous, cycle=2)
+    viewer = Viewer("sudoku")
+    frame = viewer.render(snap)
+    assert has_colour(cell_pixels(frame, viewer, 9, 2, pad=2), Palette.changed)
+    assert not has_colour(cell_pixels(frame, viewer, 9, 3, pad=2), Palette.changed)
+
+
+def test_maze_shows_walls_endpoints_and_the_predicted_path():
+    env = ReasoningEnv(
+        "maze", reasoner=ScriptedReasoner("maze", solve_at=1), render_mode="rgb_array"
+    )
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    viewer = env._viewer
+    puzzle, prediction = obs["puzzle"], obs["prediction"]
+    from hrm_env.puzzles.maze import GOAL, PATH, START, WALL
+
+    def first(mask):
+        return int(np.flatnonzero(mask)[0])
+
+    wall = cell_pixels(frame, viewer, 30, first(puzzle == WALL))
+    start = cell_pixels(frame, viewer, 30, first(puzzle == START))
+    goal = cell_pixels(frame, viewer, 30, first(puzzle == GOAL))
+    path = cell_pixels(frame, viewer, 30, first(prediction == PATH))
+    open_ = cell_pixels(frame, viewer, 30, first((puzzle == 2) & (prediction != PATH)))
+    assert has_colour(wall, Palette.wall, tol=2)
+    assert has_colour(start, Palette.good, tol=2) and has_colour(goal, Palette.goal, tol=2)
+    assert has_colour(path, Palette.answer, tol=60)
+    assert not has_colour(open_, Palette.answer, tol=60)
+
+
+def test_panel_plots_the_q_values_over_the_episode():
+    viewer = Viewer("sudoku")
+    one = viewer.render(sudoku_snapshot(q_history=[(-5.0, 0.5)]))
+    many = viewer.render(sudoku_snapshot(q_history=[(-5.0, 0.5), (-1.0, 0.3), (3.0, 0.1)], cycle=3))
+    panel = slice(round(viewer.MARGIN * 2 + viewer.BOARD), None)
+    # More points on the plot: more pixels in the halt colour in the panel.
+    count = [
+        int((np.abs(f[:, panel].astype(int) - Palette.halt).max(-1) <= 30).sum())
+        for f in (one, many)
+    ]
+    assert count[1] > count[0]
+
+
+def test_render_without_a_mode_warns_and_returns_none():
+    env = ReasoningEnv("sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"))
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="render_mode"):
+        assert env.render() is None
+
+
+def test_record_video_wrapper_writes_a_video(tmp_path):
+    pytest.importorskip("moviepy")
+    import gymnasium as gym
+    from gymnasium.wrappers import RecordVideo
+
+    env = gym.make(
+        "HRM-SudokuMini-v0",
+        reasoner=ScriptedReasoner("sudoku-mini", solve_at=2),
+        render_mode="rgb_array",
+    )
+    folder = tmp_path / "videos"
+    env = RecordVideo(env, str(folder), episode_trigger=lambda e: True, disable_logger=True)
+    env.reset(seed=0)
+    env.step(0)
+    env.step(1)
+    env.close()
+    videos = list(folder.glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
