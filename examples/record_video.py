@@ -1,0 +1,33 @@
+"""Record episodes to MP4 with Gymnasium's ``RecordVideo`` wrapper (needs moviepy).
+
+Any Gymnasium tooling works on the halting env; here every episode of the model's own Q-head
+halting is recorded into ``videos/``.
+
+    python examples/record_video.py --episodes 2 --folder videos
+"""
+
+import argparse
+
+import gymnasium as gym
+from gymnasium.wrappers import RecordVideo
+
+import hrm_env  # noqa: F401
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--env", default="HRM-Sudoku-v0")
+parser.add_argument("--episodes", type=int, default=2)
+parser.add_argument("--folder", default="videos")
+args = parser.parse_args()
+
+env = gym.make(args.env, render_mode="rgb_array")
+env = RecordVideo(env, args.folder, episode_trigger=lambda episode: True, name_prefix="hrm")
+for episode in range(args.episodes):
+    obs, info = env.reset(seed=episode)
+    done = False
+    while not done:
+        q_halt, q_continue = obs["q"]
+        obs, reward, terminated, truncated, info = env.step(int(q_halt > q_continue))
+        done = terminated or truncated
+    print(f"episode {episode}: solved={info['solved']} cycles={info['cycles']}")
+env.close()  # finishes the last video
+print(f"videos in {args.folder}/")

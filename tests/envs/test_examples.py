@@ -1,0 +1,66 @@
+"""Smoke runs of the env examples, with a tiny random model standing in for the shipped one."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import make_tiny_reasoner
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def tiny_shipped_model(monkeypatch):
+    """Make ``load_pretrained`` (what the envs call without a reasoner) give a tiny model."""
+    pytest.importorskip("torch")
+    import hrm_agent
+
+    calls = []
+
+    def fake(task, device="cpu", checkpoint=None):
+        calls.append(task)
+        return make_tiny_reasoner(task)
+
+    monkeypatch.setattr(hrm_agent, "load_pretrained", fake, raising=False)
+    return calls
+
+
+def run_example(name, argv, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+
+
+def test_quickstart(tiny_shipped_model, monkeypatch, tmp_path, capsys):
+    run_example("quickstart.py", [], monkeypatch, tmp_path)
+    assert tiny_shipped_model == ["sudoku"]
+    assert "halted after" in capsys.readouterr().out
+
+
+def test_watch_example_saves_a_gif(tiny_shipped_model, monkeypatch, tmp_path, capsys):
+    run_example("watch.py", ["--puzzles", "1", "--save", "w.gif"], monkeypatch, tmp_path)
+    assert (tmp_path / "w.gif").stat().st_size > 0
+    assert "puzzle 1:" in capsys.readouterr().out
+
+
+def test_record_video_example(tiny_shipped_model, monkeypatch, tmp_path):
+    pytest.importorskip("moviepy")
+    run_example(
+        "record_video.py",
+        ["--env", "HRM-SudokuMini-v0", "--episodes", "1", "--folder", "v"],
+        monkeypatch,
+        tmp_path,
+    )
+    assert len(list((tmp_path / "v").glob("*.mp4"))) == 1
+
+
+def test_custom_puzzle_example(tiny_shipped_model, monkeypatch, tmp_path, capsys):
+    run_example("custom_puzzle.py", [], monkeypatch, tmp_path)
+    out = capsys.readouterr().out
+    assert out.startswith("puzzle:\n8 ") and "cycle 1:" in out
+    with pytest.raises(SystemExit, match="not a valid puzzle"):
+        run_example("custom_puzzle.py", ["12345"], monkeypatch, tmp_path)
