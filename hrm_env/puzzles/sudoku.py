@@ -29,8 +29,8 @@ Minimal puzzles dug from random grids have ratings 0 (40%), 1..5 (about 50%), 6.
 10%) and almost never 50 or more (none in 5,000), while the median of the forum "hardest 11+"
 collection is 130: that is why the extreme tier comes from the bank.
 
-Every 4x4 puzzle that has a unique solution is solved by singles alone (rating 0 on all of
-5,000 minimal ones), so mini tiers count givens instead (``MINI_TIER_GIVENS``): ``hard`` 4..5
+Every 4x4 puzzle that has a unique solution is solved by singles alone (rating 0; checked
+exhaustively over every 4x4 grid and every subset of givens), so mini tiers count givens instead (``MINI_TIER_GIVENS``): ``hard`` 4..5
 (minimal puzzles, the fewest possible), ``medium`` 6..7, ``easy`` 8..10.
 """
 
