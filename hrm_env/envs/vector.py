@@ -283,24 +283,46 @@ class ReasoningVectorEnv(VectorEnv):
 
     def _apply(self, out: CycleOutput, rows: np.ndarray, fresh: np.ndarray) -> None:
         """Take the readout of ``rows`` as their current answers; ``fresh`` rows restarted."""
-        every = bool(rows.all())
-        logits = out.logits if every else out.logits[rows]
-        prediction, confidence = read_answer(logits)
-        self._previous[rows] = np.where(fresh[rows, None], prediction, self._prediction[rows])
-        self._prediction[rows] = prediction
-        self._confidence[rows] = confidence
         q = np.clip(np.asarray(out.q, dtype=np.float32), -Q_BOUND, Q_BOUND)
-        self._q[rows] = q if every else q[rows]
+        latent = None
         if self.latent:
             latent = np.clip(np.asarray(out.latent, dtype=np.float32), -LATENT_BOUND, LATENT_BOUND)
             if self._latent is None:
                 self._latent = np.zeros((self.num_envs, latent.shape[1]), dtype=np.float32)
-            self._latent[rows] = latent if every else latent[rows]
-        self._cycles[fresh] = 0
-        self._cycles[rows] += 1
-        inputs, targets = self._inputs[rows], self._targets[rows]
-        self._solved[rows] = self.task.is_correct(inputs, prediction, targets)
-        self._cell_accuracy[rows] = self.task.cell_accuracy(inputs, prediction, targets)
+        if rows.all():
+            # Every row advanced (the common case): whole arrays, no masked copies. The old
+            # arrays are replaced, never written into, and observations are copies anyway.
+            prediction, confidence = read_answer(out.logits)
+            if fresh.any():
+                self._previous = np.where(fresh[:, None], prediction, self._prediction)
+            else:
+                self._previous = self._prediction
+            self._prediction, self._confidence, self._q = prediction, confidence, q
+            if latent is not None:
+                self._latent = latent
+            self._cycles = np.where(fresh, 1, self._cycles + 1)
+            self._solved = self.task.is_correct(self._inputs, prediction, self._targets)
+            self._cell_accuracy = self.task.cell_accuracy(self._inputs, prediction, self._targets)
+        else:
+            prediction, confidence = read_answer(out.logits[rows])
+            self._previous = self._previous.copy()
+            self._previous[rows] = np.where(fresh[rows, None], prediction, self._prediction[rows])
+            self._prediction = self._prediction.copy()
+            self._prediction[rows] = prediction
+            self._confidence = self._confidence.copy()
+            self._confidence[rows] = confidence
+            self._q = self._q.copy()
+            self._q[rows] = q[rows]
+            if latent is not None:
+                assert self._latent is not None
+                self._latent = self._latent.copy()
+                self._latent[rows] = latent[rows]
+            self._cycles = np.where(fresh, 1, self._cycles + rows)
+            inputs, targets = self._inputs[rows], self._targets[rows]
+            self._solved = self._solved.copy()
+            self._solved[rows] = self.task.is_correct(inputs, prediction, targets)
+            self._cell_accuracy = self._cell_accuracy.copy()
+            self._cell_accuracy[rows] = self.task.cell_accuracy(inputs, prediction, targets)
         if self.render_mode is not None:
             for i in np.flatnonzero(rows):
                 if fresh[i]:

@@ -100,7 +100,8 @@ def draw_board(
     label_font = fonts.get(cell / s * 1.15, bold=True)
     for token, colour, label in ((START, Palette.good, "S"), (GOAL, Palette.goal, "G")):
         for r, c in zip(*np.nonzero(puzzle == token), strict=True):
-            cr = cell_rect(r, c).inflate(round(cell * 0.5), round(cell * 0.5))
+            # A little larger than a cell so they stand out, but kept inside the board.
+            cr = cell_rect(r, c).inflate(round(cell * 0.4), round(cell * 0.4)).clamp(rect)
             pygame.draw.rect(surface, colour, cr, border_radius=round(cell * 0.3))
             text = label_font.render(label, True, Palette.background)
             surface.blit(text, text.get_rect(center=cr.center))
