@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -480,57 +480,80 @@ def validate(puzzle: np.ndarray | str, solution: np.ndarray | str | None = None)
 # --------------------------------------------------------------------------------------------
 
 
-def _parse_many(strings: Sequence[str], size: int, where: Sequence[str], what: str) -> np.ndarray:
-    """(N, S) uint8 from N strings of one size; errors name ``where[i]``."""
+Where = Callable[[int], str]  # row index -> "file:line" for error messages
+
+#: Puzzles handled per numpy pass when reading files, to bound the temporaries of big files.
+_IO_CHUNK = 1 << 16
+
+
+@cache
+def _char_table(size: int) -> np.ndarray:
+    """(256,) uint8: byte -> cell value, 255 for a byte that is not allowed."""
+    table = np.full(256, 255, dtype=np.uint8)
+    table[ord(".")] = table[ord("0")] = 0
+    for d in range(1, size + 1):
+        table[ord("0") + d] = d
+    return table
+
+
+def _parse_many(strings: Sequence[str], size: int, where: Where, what: str) -> np.ndarray:
+    """(N, S) uint8 from N strings of one size; errors name ``where(i)``."""
     S = size * size
-    for i, s in enumerate(strings):
-        if len(s) != S:
+    for i, text in enumerate(strings):
+        if len(text) != S:
             raise ValueError(
-                f"{where[i]}: a {size}x{size} Sudoku {what} must have {S} characters, got {len(s)}"
+                f"{where(i)}: a {size}x{size} Sudoku {what} must have {S} characters, got {len(text)}"
             )
-    if not strings:
-        return np.zeros((0, S), dtype=np.uint8)
-    joined = "".join(strings)
-    try:
-        raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(len(strings), S)
-    except UnicodeEncodeError:
-        raw = None
-    if raw is not None:
-        values = raw.astype(np.int16) - ord("0")
-        values[raw == ord(".")] = 0
-        bad_rows = np.flatnonzero(((values < 0) | (values > size)).any(axis=1))
-        if bad_rows.size == 0:
-            return values.astype(np.uint8)
-        rows = bad_rows[:1]
-    else:
-        rows = range(len(strings))
-    for i in rows:
-        try:
-            _decode_chars(strings[i], size, what)
-        except ValueError as err:
-            raise ValueError(f"{where[i]}: {err}") from None
-    raise AssertionError("unreachable")  # pragma: no cover
+    out = np.zeros((len(strings), S), dtype=np.uint8)
+    table = _char_table(size)
+    for start in range(0, len(strings), _IO_CHUNK):
+        part = strings[start : start + _IO_CHUNK]
+        raw = "".join(part).encode("ascii", errors="replace")  # a non-ASCII char -> b"?"
+        values = table[np.frombuffer(raw, dtype=np.uint8)].reshape(len(part), S)
+        bad = np.flatnonzero((values == 255).any(axis=1))
+        if bad.size:
+            i = start + int(bad[0])
+            try:
+                _decode_chars(strings[i], size, what)
+            except ValueError as err:
+                raise ValueError(f"{where(i)}: {err}") from None
+        out[start : start + len(part)] = values
+    return out
 
 
-def _check_answers(questions: np.ndarray, answers: np.ndarray, where: Sequence[str]) -> None:
+def _format_many(grids: np.ndarray, blank: str) -> list[str]:
+    """Row-major strings of many grids at once (blank = one ASCII character)."""
+    grids = np.asarray(grids, dtype=np.uint8)
+    if grids.size and grids.max() > 9:
+        raise ValueError(f"grid values must be 0..9, got up to {grids.max()}")
+    table = np.frombuffer((blank + "123456789").encode("ascii"), dtype=np.uint8)
+    S = grids.shape[1]
+    text = table[grids].tobytes().decode("ascii")
+    return [text[i : i + S] for i in range(0, len(text), S)]
+
+
+def _check_answers(questions: np.ndarray, answers: np.ndarray, where: Where) -> None:
     """Each answer must be a complete valid grid that keeps its question's givens."""
     size = _side(questions.shape[1])
     units = _units(size)
-    valid = (answers > 0).all(axis=1)
-    # A unit is valid when its n cells hold n distinct digits: sort and compare with 1..n.
-    for cells in (units[:size], units[size : 2 * size], units[2 * size :]):
-        values = np.sort(answers[:, cells], axis=2)
-        valid &= (values == np.arange(1, size + 1, dtype=np.uint8)).all(axis=(1, 2))
-    kept = ((questions == 0) | (questions == answers)).all(axis=1)
-    bad = np.flatnonzero(~(valid & kept))
-    if bad.size:
-        i = int(bad[0])
-        problem = (
-            "the answer is not a valid solved grid"
-            if not valid[i]
-            else "the answer contradicts the question's givens"
-        )
-        raise ValueError(f"{where[i]}: {problem}")
+    digits = np.arange(1, size + 1, dtype=np.uint8)
+    for start in range(0, len(questions), _IO_CHUNK):
+        q = questions[start : start + _IO_CHUNK]
+        a = answers[start : start + _IO_CHUNK]
+        valid = (a > 0).all(axis=1)
+        # A unit is valid when its n cells hold n distinct digits: sort and compare with 1..n.
+        for cells in np.split(units, 3):
+            valid &= (np.sort(a[:, cells], axis=2) == digits).all(axis=(1, 2))
+        kept = ((q == 0) | (q == a)).all(axis=1)
+        bad = np.flatnonzero(~(valid & kept))
+        if bad.size:
+            i = int(bad[0])
+            problem = (
+                "the answer is not a valid solved grid"
+                if not valid[i]
+                else "the answer contradicts the question's givens"
+            )
+            raise ValueError(f"{where(start + i)}: {problem}")
 
 
 def _fill_missing(
@@ -538,7 +561,7 @@ def _fill_missing(
     answers: np.ndarray,
     ratings: np.ndarray,
     missing: np.ndarray,
-    where: Sequence[str],
+    where: Where,
 ) -> None:
     """Solve the rows flagged in ``missing`` in place (answer and rating)."""
     rows = np.flatnonzero(missing)
@@ -547,9 +570,8 @@ def _fill_missing(
     solutions, counts, guesses = solve_batch(questions[rows])
     bad = np.flatnonzero(counts != 1)
     if bad.size:
-        i = int(rows[bad[0]])
         kind = "no solution" if counts[bad[0]] == 0 else "several solutions"
-        raise ValueError(f"{where[i]}: the puzzle has {kind}")
+        raise ValueError(f"{where(int(rows[bad[0]]))}: the puzzle has {kind}")
     answers[rows] = solutions
     ratings[rows] = guesses
 
@@ -578,30 +600,37 @@ def read_csv(path: str | os.PathLike[str]) -> SudokuSet:
                 f"(expected {','.join(CSV_HEADER)})"
             )
         col = {name: header.index(name) for name in CSV_HEADER if name in header}
-        sources, questions, answers, ratings, where = [], [], [], [], []
+        sources, questions, answers, ratings, lines = [], [], [], [], []
         for line_no, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < len(header):
                 raise ValueError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
-            where.append(f"{path}:{line_no}")
+            lines.append(line_no)
             questions.append(row[col["question"]].strip())
             answers.append(row[col["answer"]].strip() if "answer" in col else "")
             ratings.append(row[col["rating"]].strip() if "rating" in col else "")
             sources.append(row[col["source"]].strip() if "source" in col else "")
+
+    def where(i: int) -> str:
+        return f"{path}:{lines[i]}"
+
     if not questions:
-        return SudokuSet(
-            np.zeros((0, 81), np.uint8), np.zeros((0, 81), np.uint8), np.zeros(0, np.int32), []
-        )
-    first = len("".join(questions[0].split()))
+        empty = np.zeros((0, 81), np.uint8)
+        return SudokuSet(empty, empty.copy(), np.zeros(0, np.int32), [])
+    first = len(questions[0])
     size = _side(first) if first in (81, 16) else 9
     q = _parse_many(questions, size, where, "question")
-    has_answer = np.array([bool(a) for a in answers])
+    has_answer = np.array([bool(text) for text in answers])
     a = np.zeros_like(q)
     if has_answer.any():
         rows = np.flatnonzero(has_answer)
-        a[rows] = _parse_many([answers[i] for i in rows], size, [where[i] for i in rows], "answer")
-        _check_answers(q[rows], a[rows], [where[i] for i in rows])
+
+        def where_answer(k: int) -> str:
+            return where(int(rows[k]))
+
+        a[rows] = _parse_many([answers[i] for i in rows], size, where_answer, "answer")
+        _check_answers(q[rows], a[rows], where_answer)
     r = np.zeros(len(q), dtype=np.int32)
     has_rating = np.zeros(len(q), dtype=bool)
     for i, text in enumerate(ratings):
@@ -609,28 +638,45 @@ def read_csv(path: str | os.PathLike[str]) -> SudokuSet:
             try:
                 r[i] = int(float(text))
             except ValueError:
-                raise ValueError(f"{where[i]}: the rating {text!r} is not a number") from None
+                raise ValueError(f"{where(i)}: the rating {text!r} is not a number") from None
             has_rating[i] = True
     _fill_missing(q, a, r, ~has_answer | ~has_rating, where)
-    names = [s or path.stem for s in sources]
+    names = [name or path.stem for name in sources]
     return SudokuSet(q, a, r, names)
 
 
 def write_csv(path: str | os.PathLike[str], puzzles: SudokuSet) -> None:
     """Write a set in the Sudoku-Extreme CSV format (blanks as ``.``, answers as digits)."""
     path = Path(path)
+    questions = _format_many(puzzles.questions, ".")
+    answers = _format_many(puzzles.answers, "0")
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_HEADER)
-        for i in range(len(puzzles)):
-            writer.writerow(
-                (
-                    puzzles.sources[i],
-                    format(puzzles.questions[i]),
-                    format(puzzles.answers[i], blank="0"),
-                    int(puzzles.ratings[i]),
-                )
+        writer.writerows(
+            zip(
+                puzzles.sources,
+                questions,
+                answers,
+                np.asarray(puzzles.ratings).tolist(),
+                strict=True,
             )
+        )
+
+
+def _read_lines(path: Path, size: int | None) -> tuple[np.ndarray, list[int]]:
+    strings, lines = [], []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            strings.append(text.split()[0])
+            lines.append(line_no)
+    if size is None:
+        size = _side(len(strings[0])) if strings and len(strings[0]) in (81, 16) else 9
+    grids = _parse_many(strings, _check_size(size), lambda i: f"{path}:{lines[i]}", "puzzle")
+    return grids, lines
 
 
 def read_txt(path: str | os.PathLike[str], size: int | None = 9) -> np.ndarray:
@@ -649,18 +695,7 @@ def read_txt(path: str | os.PathLike[str], size: int | None = 9) -> np.ndarray:
     Raises:
         ValueError: naming the file and line of a malformed puzzle.
     """
-    path = Path(path)
-    strings, where = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            strings.append(text.split()[0])
-            where.append(f"{path}:{line_no}")
-    if size is None:
-        size = _side(len(strings[0])) if strings and len(strings[0]) in (81, 16) else 9
-    return _parse_many(strings, _check_size(size), where, "puzzle")
+    return _read_lines(Path(path), size)[0]
 
 
 def load(path: str | os.PathLike[str]) -> SudokuSet:
@@ -676,16 +711,11 @@ def load(path: str | os.PathLike[str]) -> SudokuSet:
     if suffix == ".csv":
         return read_csv(path)
     if suffix == ".txt":
-        questions = read_txt(path, size=None)
+        questions, lines = _read_lines(path, None)
         answers = np.zeros_like(questions)
         ratings = np.zeros(len(questions), dtype=np.int32)
-        where = []
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                text = line.strip()
-                if text and not text.startswith("#"):
-                    where.append(f"{path}:{line_no}")
-        _fill_missing(questions, answers, ratings, np.ones(len(questions), bool), where)
+        everything = np.ones(len(questions), dtype=bool)
+        _fill_missing(questions, answers, ratings, everything, lambda i: f"{path}:{lines[i]}")
         return SudokuSet(questions, answers, ratings, [path.stem] * len(questions))
     raise ValueError(f"{path}: unknown Sudoku file type {suffix!r}; use .csv or .txt")
 
@@ -925,7 +955,7 @@ def generate(rng: np.random.Generator, difficulty: str, n: int, size: int = 9) -
         )
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
-    if size == 9 and difficulty == "extreme":
+    if size == 9 and difficulty == "extreme" and n > 0:
         return _generate_extreme(rng, n)
     parts_q, parts_a, parts_r = [], [], []
     have = 0
