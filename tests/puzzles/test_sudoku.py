@@ -592,3 +592,16 @@ def test_bank_packing_round_trips():
     assert np.array_equal(back.questions, s.questions)
     assert np.array_equal(back.answers, s.answers)
     assert np.array_equal(back.ratings, s.ratings) and back.sources == s.sources
+
+
+def test_mini_tiers_count_givens():
+    solution = sudoku.parse("1234341221434321")
+    order = np.random.default_rng(0).permutation(16)
+    tiers = []
+    for givens in range(0, 17):
+        puzzle = solution.copy()
+        puzzle[order[givens:]] = 0
+        tiers.append(sudoku.mini_tier_of(puzzle))
+    assert tiers == ["hard"] * 6 + ["medium"] * 2 + ["easy"] * 9
+    with pytest.raises(ValueError, match=r"4x4 Sudoku puzzle must have 16 cells, got 81"):
+        sudoku.mini_tier_of(np.zeros(81, np.uint8))
