@@ -88,7 +88,9 @@ class TorchReasoner:
             )
         if device is not None:
             model = model.to(torch.device(device))
-        self.model = model.eval()
+        # Not switched to eval(): the HRM has no dropout or batch statistics, and a model that
+        # is also being trained keeps its mode.
+        self.model = model
         self.task = task
         self.seq_len = model.config.seq_len
         self.vocab_size = model.config.vocab_size
@@ -193,14 +195,14 @@ def shipped_checkpoint(task: str) -> Path:
 
 def load_pretrained(
     task: str,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = "cpu",
     checkpoint: str | os.PathLike[str] | None = None,
 ) -> TorchReasoner:
     """The shipped (or a given) checkpoint for ``task`` as a ready :class:`TorchReasoner`.
 
     Args:
         task: ``"sudoku"``, ``"sudoku-mini"`` or ``"maze"``.
-        device: where to run the model.
+        device: where to run the model (None: the CPU).
         checkpoint: a checkpoint stem (or its ``.json``/``.safetensors`` path) to use instead
             of the shipped one.
 
@@ -221,7 +223,7 @@ def load_pretrained(
                 f"with `hrm train {task}` and pass it as checkpoint=<stem>"
                 + ("" if checkpoint is not None else f", or place it at {stem}.*")
             )
-    model, config, meta = load_checkpoint(stem, map_location=device)
+    model, config, meta = load_checkpoint(stem, map_location=device or "cpu")
     trained_for = meta.get("task")
     if trained_for is not None and trained_for != task:
         raise ValueError(f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}")
