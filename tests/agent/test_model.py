@@ -399,3 +399,18 @@ def test_enable_compile_keeps_outputs():
         model.enable_compile(backend="eager")
         _, out = model(model.initial_carry(2), t)
     torch.testing.assert_close(out.logits, ref.logits)
+
+
+def test_bf16_autocast_keeps_the_carry_and_outputs_float32():
+    # CPU autocast stands in for the CUDA path (which the model enters by itself on a GPU):
+    # matmuls run in bf16, but norms, carry and outputs stay float32 and close to fp32.
+    model = make()
+    t = tokens(2, model.config)
+    with torch.no_grad():
+        _, ref = model(model.initial_carry(2), t)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            carry, out = model(model.initial_carry(2), t)
+    assert carry.z_H.dtype == carry.z_L.dtype == torch.float32
+    assert out.logits.dtype == out.q_halt.dtype == torch.float32
+    assert (out.logits - ref.logits).abs().max() < 0.25
+    assert not torch.equal(out.logits, ref.logits)  # bf16 really was used
