@@ -44,10 +44,8 @@ from hrm_env.envs.vector import ReasoningVectorEnv
 from hrm_env.puzzles.tasks import get_task
 
 
-def rate(run: Callable[[], int], min_seconds: float, min_calls: int, warmup: int) -> float:
+def window(run: Callable[[], int], min_seconds: float, min_calls: int) -> float:
     """Items per second of ``run`` (which returns how many items one call did)."""
-    for _ in range(warmup):
-        run()
     items, calls = 0, 0
     start = time.perf_counter()
     while True:
@@ -64,60 +62,69 @@ def policy(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(n) < 0.25).astype(np.int64)
 
 
-def bench_bare(reasoner: Any, task: str, n: int, args: argparse.Namespace) -> float:
-    batch = get_task(task).sample(np.random.default_rng(0), n)
-    state = reasoner.reset(batch.inputs)
-    holder = [state]
+def runners(reasoner: Any, task: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One step function per contender, each returning the sub-env steps (or cycles) it did."""
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
 
-    def run() -> int:
-        holder[0], _ = reasoner.cycle(holder[0])
+    state = [reasoner.reset(get_task(task).sample(np.random.default_rng(0), n).inputs)]
+
+    def bare() -> int:
+        state[0], _ = reasoner.cycle(state[0])
         return n
 
-    return rate(run, args.seconds, args.min_calls, args.warmup)
+    out["bare"] = bare
 
+    batched_env = ReasoningVectorEnv(n, task, reasoner=reasoner, max_cycles=args.max_cycles)
+    batched_env.reset(seed=0)
 
-def bench_batched(reasoner: Any, task: str, n: int, args: argparse.Namespace) -> float:
-    envs = ReasoningVectorEnv(n, task, reasoner=reasoner, max_cycles=args.max_cycles)
-    envs.reset(seed=0)
-    rng = np.random.default_rng(0)
-
-    def run() -> int:
-        envs.step(policy(args.policy, n, rng))
+    def batched() -> int:
+        batched_env.step(policy(args.policy, n, rng))
         return n
 
-    result = rate(run, args.seconds, args.min_calls, args.warmup)
-    envs.close()
-    return result
+    out["batched"] = batched
+
+    if not args.no_sync:
+        sync_env = gym.vector.SyncVectorEnv(
+            [lambda: ReasoningEnv(task, reasoner=reasoner, max_cycles=args.max_cycles)] * n
+        )
+        sync_env.reset(seed=0)
+
+        def sync() -> int:
+            sync_env.step(policy(args.policy, n, rng))
+            return n
+
+        out["sync"] = sync
+
+    if n == 1:
+        single_env = ReasoningEnv(task, reasoner=reasoner, max_cycles=args.max_cycles)
+        single_env.reset(seed=0)
+
+        def single() -> int:
+            _, _, terminated, truncated, _ = single_env.step(int(policy(args.policy, 1, rng)[0]))
+            if terminated or truncated:
+                single_env.reset()
+            return 1
+
+        out["single"] = single
+    return out
 
 
-def bench_sync(reasoner: Any, task: str, n: int, args: argparse.Namespace) -> float:
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: ReasoningEnv(task, reasoner=reasoner, max_cycles=args.max_cycles)] * n
-    )
-    envs.reset(seed=0)
-    rng = np.random.default_rng(0)
+def measure(reasoner: Any, task: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """Best rate of each contender over ``args.repeats`` interleaved windows.
 
-    def run() -> int:
-        envs.step(policy(args.policy, n, rng))
-        return n
-
-    result = rate(run, args.seconds, args.min_calls, args.warmup)
-    envs.close()
-    return result
-
-
-def bench_single(reasoner: Any, task: str, args: argparse.Namespace) -> float:
-    env = ReasoningEnv(task, reasoner=reasoner, max_cycles=args.max_cycles)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-
-    def run() -> int:
-        _, _, terminated, truncated, _ = env.step(int(policy(args.policy, 1, rng)[0]))
-        if terminated or truncated:
-            env.reset()
-        return 1
-
-    return rate(run, args.seconds, args.min_calls, args.warmup)
+    Interleaving and keeping the best window make the ratios robust to a shared, noisy machine:
+    a burst of other work slows one window of every contender, not one contender.
+    """
+    fns = runners(reasoner, task, n, args)
+    for fn in fns.values():
+        for _ in range(args.warmup):
+            fn()
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(args.repeats):
+        for name, fn in fns.items():
+            best[name] = max(best[name], window(fn, args.seconds, args.min_calls))
+    return best
 
 
 def models(task: str, device: str, args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -140,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 16, 64, 256])
     parser.add_argument("--policy", choices=["continue", "random"], default="continue")
     parser.add_argument("--max-cycles", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=1.0, help="min timed seconds per cell")
-    parser.add_argument("--min-calls", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=0.5, help="min seconds per window")
+    parser.add_argument("--min-calls", type=int, default=3, help="min calls per window")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved windows, best kept")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-cuda", action="store_true")
@@ -167,10 +175,13 @@ def main(argv: list[str] | None = None) -> None:
         for device in devices:
             for name, reasoner in models(task, device, args):
                 for n in args.sizes:
-                    bare = bench_bare(reasoner, task, n, args)
-                    batched = bench_batched(reasoner, task, n, args)
-                    sync = None if args.no_sync else bench_sync(reasoner, task, n, args)
-                    single = bench_single(reasoner, task, args) if n == 1 else None
+                    r = measure(reasoner, task, n, args)
+                    bare, batched, sync, single = (
+                        r["bare"],
+                        r["batched"],
+                        r.get("sync"),
+                        r.get("single"),
+                    )
                     print(
                         f"{task:<7} {name:<8} {device:<4} {n:>4} {bare:>10.0f} {batched:>10.0f} "
                         f"{batched / bare:>7.1%} "

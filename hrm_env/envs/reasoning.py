@@ -531,6 +531,17 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     # -- rendering -------------------------------------------------------------------------------
 
     @property
+    def traces(self) -> dict[str, list[float]]:
+        """Per-cycle series of this episode plotted under the Q plot (one value per cycle).
+
+        Built in: ``confidence`` (mean confidence) and ``changed`` (fraction of cells whose
+        answer changed). Add your own by inserting a list under a new name and appending one
+        value after every cycle (e.g. residual norms from a wrapper); names persist across
+        episodes, values are cleared on reset.
+        """
+        return self._traces
+
+    @property
     def solution(self) -> np.ndarray:
         """(S,) the reference answer of the current puzzle."""
         return self._targets.copy()

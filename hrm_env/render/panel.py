@@ -111,6 +111,7 @@ def draw_panel(
             snap.max_cycles,
             fonts,
             s,
+            autoscale=True,
         )
     _draw_legend(
         pygame,
@@ -132,27 +133,45 @@ def draw_plot(
     fonts: Fonts,
     s: float,
     reference: float | None = None,
+    autoscale: bool = False,
 ) -> None:
-    """A small line plot of ``series`` (values in [0, 1]) against cycles 1..``x_max``."""
+    """A small line plot of ``series`` against cycles 1..``x_max``.
+
+    The y axis spans [0, 1]; with ``autoscale`` it grows to a round number above the largest
+    value (for traces such as residual norms that are not fractions).
+    """
     label_font = fonts.get(16)
     title_font = fonts.get(19, bold=True)
     head = title_font.render(title, True, Palette.ink)
     surface.blit(head, (rect.left, rect.top))
-    # Inline legend after the title: a short line in each series' colour, then its name.
+    # Legend after the title: a short line in each series' colour, then its name; entries
+    # that do not fit wrap to further lines.
     lx = rect.left + head.get_width() + round(12 * s)
     ly = rect.top + head.get_height() // 2
+    line_h = max(head.get_height(), label_font.get_height()) + round(2 * s)
     for name, _, colour in series:
-        pygame.draw.line(surface, colour, (lx, ly), (lx + round(14 * s), ly), max(2, round(3 * s)))
         lab = label_font.render(name, True, Palette.muted)
+        width = round(18 * s) + lab.get_width()
+        if lx + width > rect.right and lx > rect.left + head.get_width() + round(12 * s):
+            lx, ly = rect.left + round(12 * s), ly + line_h
+        pygame.draw.line(surface, colour, (lx, ly), (lx + round(14 * s), ly), max(2, round(3 * s)))
         surface.blit(lab, (lx + round(18 * s), ly - lab.get_height() // 2))
-        lx += round(18 * s) + lab.get_width() + round(12 * s)
+        lx += width + round(12 * s)
+    legend_h = ly - (rect.top + head.get_height() // 2) + head.get_height()
 
-    tick_w = label_font.size("0.5")[0] + round(6 * s)
+    top = 1.0
+    if autoscale:
+        peak = max((float(v) for _, values, _ in series for v in values), default=1.0)
+        if math.isfinite(peak) and peak > 1.0:
+            magnitude = 10 ** math.floor(math.log10(peak))
+            top = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= peak)
+    ticks_y = (0.0, top / 2, top)
+    tick_w = max(label_font.size(f"{v:g}")[0] for v in ticks_y) + round(6 * s)
     axes = pygame.Rect(
         rect.left + tick_w,
-        rect.top + head.get_height() + round(8 * s),
+        rect.top + legend_h + round(8 * s),
         rect.width - tick_w - round(4 * s),
-        rect.height - head.get_height() - round(8 * s) - label_font.get_height() - round(4 * s),
+        rect.height - legend_h - round(8 * s) - label_font.get_height() - round(4 * s),
     )
     if axes.height < 10 or axes.width < 10:
         return
@@ -160,13 +179,13 @@ def draw_plot(
     x_max = max(int(x_max), 2)
 
     def px(cycle: float, value: float) -> tuple[float, float]:
-        v = min(max(value, 0.0), 1.0)
+        v = min(max(value / top, 0.0), 1.0) if math.isfinite(value) else 0.0
         return (
             axes.left + (cycle - 1) / (x_max - 1) * axes.width,
             axes.bottom - v * axes.height,
         )
 
-    for v in (0.0, 0.5, 1.0):
+    for v in ticks_y:
         _, yy = px(1, v)
         pygame.draw.line(surface, Palette.faint, (axes.left, yy), (axes.right, yy), 1)
         lab = label_font.render(f"{v:g}", True, Palette.muted)

@@ -192,3 +192,28 @@ def test_record_video_wrapper_writes_a_video(tmp_path):
     env.close()
     videos = list(folder.glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
+
+
+def test_extra_traces_are_plotted_and_can_be_hidden():
+    from hrm_env.render.panel import TRACE_COLOURS
+
+    env = ReasoningEnv(
+        "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"), render_mode="rgb_array"
+    )
+    env.reset(seed=0)
+    env.traces["residual"] = [4.0]  # not a fraction: the trace plot rescales its axis
+    env.step(0)
+    env.traces["residual"].append(2.0)
+    colour = TRACE_COLOURS[2]  # the third trace, after confidence and cells changed
+    panel = slice(Viewer.MARGIN * 2 + Viewer.BOARD, None)
+    shown = env.render()[:, panel]
+    assert has_colour(shown, colour, tol=10)
+    hidden_env = ReasoningEnv(
+        "sudoku-mini",
+        reasoner=ScriptedReasoner("sudoku-mini"),
+        render_mode="rgb_array",
+        viewer_options=ViewerOptions(show_traces=False),
+    )
+    hidden_env.reset(seed=0)
+    hidden_env.traces["residual"] = [4.0]
+    assert not has_colour(hidden_env.render()[:, panel], colour, tol=10)
