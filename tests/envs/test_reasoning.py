@@ -43,6 +43,9 @@ def test_import_registers_and_loads_nothing_heavy():
         "for i in ('HRM-Sudoku-v0', 'HRM-Maze-v0', 'HRM-SudokuMini-v0'):\n"
         "    spec = gym.spec(i)\n"
         "    assert spec.vector_entry_point is not None, i\n"
+        "env = gym.make('hrm_env:HRM-SudokuMini-v0', max_cycles=2)  # model loads on reset\n"
+        "assert type(env.unwrapped).__name__ == 'ReasoningEnv'\n"
+        "assert 'torch' not in sys.modules and 'pygame' not in sys.modules\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -248,6 +251,18 @@ def test_reset_with_a_given_puzzle_solves_it():
         assert info["solved"] and info["rating"] == -1
         _, r, terminated, _, _ = env.step(1)
         assert terminated and r == 1.0
+
+
+def test_reset_with_a_given_maze_solves_it():
+    from hrm_env.puzzles import maze
+
+    question = maze.generate(np.random.default_rng(0), "easy", 1).questions[0]
+    env = scripted_env("maze", solve_at=1)
+    obs, info = env.reset(options={"puzzle": maze.format(question)})
+    np.testing.assert_array_equal(obs["puzzle"], question)
+    assert info["solved"] and maze.is_valid_shortest_path(question, env.solution)
+    with pytest.raises(ValueError):
+        env.reset(options={"puzzle": maze.format(question).replace("G", " ")})
 
 
 MALFORMED = {
