@@ -134,7 +134,7 @@ def _search(root, peers, units, popcount, limit, solution, stack, cells, rests, 
         limit: stop after this many solutions.
         solution: (S,) uint8 output, filled with the first solution found.
         stack: (S + 1, S) int32 scratch for the search states, one row per depth.
-        cells, rests: (S + 1,) int32 scratch: branching cell and its untried digits per depth.
+        cells, rests: (S + 1,) int64 scratch: branching cell and its untried digits per depth.
         rng: (1,) uint64 xorshift state, used only when ``randomize``.
         randomize: try a cell's digits in random order instead of lowest first.
 
@@ -246,8 +246,8 @@ def solve_batch_kernel(puzzles, peers, units, popcount, limit, solutions, counts
     full = np.int32((1 << n) - 1)
     root = np.empty(S, np.int32)
     stack = np.empty((S + 1, S), np.int32)
-    cells = np.empty(S + 1, np.int32)
-    rests = np.empty(S + 1, np.int32)
+    cells = np.empty(S + 1, np.int64)
+    rests = np.empty(S + 1, np.int64)
     rng = np.ones(1, np.uint64)
     for b in range(B):
         _root_from_grid(puzzles[b], full, root)
