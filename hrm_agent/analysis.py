@@ -543,13 +543,18 @@ def plot_residuals(
 
 
 def plot_pca(trace: EpisodeTrace, path: Path, title: str, rows: list[int]) -> dict[str, list]:
-    """Figure 2: PC1/PC2 trajectories of pooled z_H and z_L for ``rows``; returns explained."""
+    """Figure 2: PC1/PC2 trajectories of pooled z_H and z_L for ``rows``; returns explained.
+
+    The PCA is fit on every state after the first update, of all traced puzzles: the fixed
+    initial state is one shared random vector far from where the recurrence goes, and fitting
+    on it would spend PC1 on that single jump.
+    """
     fig = _figure(10, 4.6)
     axes = fig.subplots(1, 2)
     explained_all: dict[str, list] = {}
     for ax, name, states in (
-        (axes[0], "z_H", trace.pooled_H),
-        (axes[1], "z_L", trace.pooled_L),
+        (axes[0], "z_H", trace.pooled_H[:, 1:]),
+        (axes[1], "z_L", trace.pooled_L[:, 1:]),
     ):
         N, K, D = states.shape
         projected, explained = pca_2d(states.reshape(N * K, D))  # fit on all puzzles, steps
@@ -568,6 +573,7 @@ def plot_pca(trace: EpisodeTrace, path: Path, title: str, rows: list[int]) -> di
                 markersize=3,
                 label=f"puzzle {r}",
             )
+            ax.scatter(p[0, 0], p[0, 1], color=colour, marker="o", s=25, zorder=3)
             ax.scatter(
                 p[-1, 0],
                 p[-1, 1],
@@ -578,20 +584,12 @@ def plot_pca(trace: EpisodeTrace, path: Path, title: str, rows: list[int]) -> di
                 edgecolor="k",
                 linewidth=0.5,
             )
-        ax.scatter(
-            projected[rows, 0, 0],
-            projected[rows, 0, 1],
-            color="k",
-            marker="o",
-            s=25,
-            zorder=4,
-            label="initial state",
-        )
         ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f}% of variance)")
         ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f}%)")
-        ax.set_title(f"{name}: {K - 1} {'cycles' if name == 'z_H' else 'low-level steps'}")
+        unit = "cycles" if name == "z_H" else "low-level steps"
+        ax.set_title(f"{name}: {K} {unit}")
     axes[1].legend(fontsize=8, loc="best")
-    fig.suptitle(title + "  (star: final state)")
+    fig.suptitle(title + "  (dot: after the first update, star: final state)")
     fig.savefig(path)
     return explained_all
 
@@ -842,7 +840,11 @@ def run(args: argparse.Namespace) -> int:
         axis=1,
     )  # (N, C)
 
-    name = Path(args.checkpoint).name if args.checkpoint else f"shipped {args.task}"
+    if args.checkpoint:
+        stem = Path(args.checkpoint)
+        name = f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name
+    else:
+        name = f"shipped {args.task}"
     label = f"{args.task} ({name}), {n} test puzzles"
     plot_residuals(
         trace, out / "residuals.png", f"Forward residuals: {label}", baseline, config.h_cycles
