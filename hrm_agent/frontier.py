@@ -55,6 +55,7 @@ __all__ = [
     "baseline_entries",
     "oracle_result",
     "pareto_front",
+    "load_or_record",
     "run_frontier",
     "write_csv",
     "plot_frontier",
@@ -394,6 +395,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--max-cycles", type=int, default=16,
                       help="cycles after which the env halts by itself (default 16)")
     data.add_argument("--batch-size", type=int, default=64, help="rows of the batched env")
+    data.add_argument("--recording", default=None, metavar="FILE",
+                      help="cache of the held-out cycles (.npz): read if it holds these puzzles, "
+                      "else recorded and written there")  # fmt: skip
     sweep = parser.add_argument_group("policies")
     sweep.add_argument("--thresholds", type=_floats, default=list(DEFAULT_THRESHOLDS),
                        help="confidence thresholds, comma-separated")
@@ -409,6 +413,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "and add it as q-head-ft (0: off)")
     sweep.add_argument("--finetune-puzzles", type=int, default=1024,
                        help="training puzzles for --finetune-q (default 1024)")
+    sweep.add_argument("--finetune-recording", default=None, metavar="FILE",
+                       help="train --finetune-q on this recording of training puzzles (e.g. "
+                       "the one examples/sb3_halting.py writes) instead of running the model")  # fmt: skip
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="folder for frontier.csv, .png and .json")
     out.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -421,6 +428,38 @@ def _parse_policy_arg(text: str) -> tuple[str | None, str]:
     if sep and head.lower() in ("ppo", "dqn", "a2c"):
         return head.lower(), tail
     return None, text
+
+
+def load_or_record(
+    path: str | os.PathLike[str] | None,
+    reasoner: Reasoner,
+    puzzles: PuzzleBatch,
+    cycles: int,
+    batch_size: int = 64,
+    progress: bool = False,
+    source: str = "",
+) -> RecordedReasoner:
+    """A recording of ``reasoner`` on ``puzzles`` (with answers and Q-head features), read from
+    ``path`` when that holds the same puzzles, else made now (and written to ``path``).
+
+    The cache is trusted to come from the same model; delete it after changing the model.
+    """
+    from hrm_agent.qhead import prefix_features
+
+    if path is not None and Path(path).is_file():
+        cached = RecordedReasoner.load(path)
+        if cached.matches(puzzles, cycles) and cached.features is not None:
+            print(f"using the recorded cycles in {path}", file=sys.stderr)
+            return cached
+        print(f"{path} holds other puzzles or fewer cycles: recording again", file=sys.stderr)
+    print(f"recording {len(puzzles)} puzzles x {cycles} cycles ({source}) ...", file=sys.stderr)
+    features = prefix_features if hasattr(reasoner, "model") else None
+    recording = RecordedReasoner.record(
+        reasoner, puzzles, cycles, batch_size, features=features, progress=progress
+    )
+    if path is not None:
+        recording.save(path)
+    return recording
 
 
 def _same_backbone(a: Any, b: Any) -> bool:
@@ -438,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
     """``hrm frontier``: record once, evaluate every policy, write CSV + PNG + JSON."""
     import torch
 
-    from hrm_agent.qhead import finetune_q_head, head_q_values, prefix_features
+    from hrm_agent.qhead import finetune_q_head, head_q_values
     from hrm_agent.reasoner import TorchReasoner, load_pretrained
 
     spec = get_task(args.task)
@@ -471,21 +510,22 @@ def run(args: argparse.Namespace) -> int:
     puzzles = spec.load(args.data) if args.data else spec.test_set()
     puzzles = puzzles[: args.n]
 
-    print(f"recording {len(puzzles)} puzzles x {args.max_cycles} cycles ({source}) ...",
-          file=sys.stderr)  # fmt: skip
-    recording = RecordedReasoner.record(
-        reasoner, puzzles.inputs, args.max_cycles, args.batch_size, features=prefix_features,
-        progress=args.progress,
-    )  # fmt: skip
+    recording = load_or_record(
+        args.recording, reasoner, puzzles, args.max_cycles, args.batch_size, args.progress, source
+    )
     assert recording.features is not None
     record_seconds = time.perf_counter() - started
 
     entries = baseline_entries(spec, args.max_cycles, args.thresholds, args.stable)
     finetune_meta: dict[str, Any] | None = None
     if args.finetune_q > 0:
+        train_recording = None
+        if args.finetune_recording is not None:
+            train_recording = RecordedReasoner.load(args.finetune_recording)
         result = finetune_q_head(
             reasoner.model, spec, steps=args.finetune_q, n_puzzles=args.finetune_puzzles,
-            max_cycles=args.max_cycles, seed=args.seed, progress=args.progress,
+            max_cycles=args.max_cycles, seed=args.seed, recording=train_recording,
+            progress=args.progress,
         )  # fmt: skip
         q = head_q_values(result.model.q_head, recording.features)
         entries.append(Entry("q-head-ft", f"steps={args.finetune_q}", QHeadPolicy("q-head-ft"),

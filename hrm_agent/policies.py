@@ -707,6 +707,9 @@ class RecordedReasoner:
         features: optional (P, C, F) float32 extra per-cycle features (the Q head's input
             when recorded with ``hrm_agent.qhead.prefix_features``), to recompute ``q`` for
             another head with :meth:`with_q`.
+        targets: optional (P, S) uint8 reference answers (kept when recorded from a
+            ``PuzzleBatch``), for :meth:`correct` and :meth:`puzzles`.
+        ratings: optional (P,) int ratings, kept with the targets.
     """
 
     def __init__(
@@ -718,6 +721,8 @@ class RecordedReasoner:
         q: np.ndarray,
         latent: np.ndarray,
         features: np.ndarray | None = None,
+        targets: np.ndarray | None = None,
+        ratings: np.ndarray | None = None,
     ) -> None:
         spec = get_task(task)
         self.task = spec.name
@@ -746,6 +751,16 @@ class RecordedReasoner:
             features = np.asarray(features, dtype=np.float32)
             if features.ndim != 3 or features.shape[:2] != (P, C):
                 raise ValueError(f"features must be ({P}, {C}, F), got {features.shape}")
+        if targets is not None:
+            targets = np.asarray(targets, dtype=np.uint8)
+            if targets.shape != (P, S):
+                raise ValueError(f"targets must have shape {(P, S)}, got {targets.shape}")
+            ratings = np.zeros(P, np.int32) if ratings is None else np.asarray(ratings, np.int32)
+            if ratings.shape != (P,):
+                raise ValueError(f"ratings must have shape ({P},), got {ratings.shape}")
+        else:
+            ratings = None
+        self.targets, self.ratings = targets, ratings
         self.inputs, self.predictions, self.confidence = inputs, predictions, confidence
         self.q, self.latent, self.features = q, latent, features
         self.latent_size = int(latent.shape[2])
@@ -777,15 +792,16 @@ class RecordedReasoner:
 
         Args:
             reasoner: the model to record.
-            inputs: (P, S) puzzles (or a ``PuzzleBatch``).
+            inputs: (P, S) puzzles, or a ``PuzzleBatch`` (whose answers are kept too).
             cycles: C, cycles to record (the env's ``max_cycles``).
             batch_size: puzzles per reasoner call.
             features: optional ``f(state) -> (B, F)`` read after each cycle (e.g.
                 ``hrm_agent.qhead.prefix_features`` for a ``TorchReasoner``).
             progress: show a tqdm bar.
         """
+        targets = ratings = None
         if isinstance(inputs, PuzzleBatch):
-            inputs = inputs.inputs
+            inputs, targets, ratings = inputs.inputs, inputs.targets, inputs.ratings
         inputs = np.asarray(inputs, dtype=np.uint8)
         if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)) or cycles < 1:
             raise ValueError(f"cycles must be an integer >= 1, got {cycles!r}")
@@ -820,13 +836,15 @@ class RecordedReasoner:
                     if feats is None:
                         feats = np.zeros((P, C, f.shape[1]), dtype=np.float32)
                     feats[lo:hi, c] = f
-        return cls(reasoner.task, inputs, predictions, confidence, q, latent, feats)
+        return cls(
+            reasoner.task, inputs, predictions, confidence, q, latent, feats, targets, ratings
+        )
 
     def with_q(self, q: np.ndarray) -> RecordedReasoner:
         """The same recording with other Q values (e.g. from a fine-tuned Q head)."""
         return RecordedReasoner(
             self.task, self.inputs, self.predictions, self.confidence, q, self.latent,
-            self.features,
+            self.features, self.targets, self.ratings,
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -841,8 +859,8 @@ class RecordedReasoner:
             "latent": self.latent,
             "task": np.array(self.task),
         }
-        if self.features is not None:
-            arrays["features"] = self.features
+        optional = {"features": self.features, "targets": self.targets, "ratings": self.ratings}
+        arrays.update({k: v for k, v in optional.items() if v is not None})
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
@@ -857,13 +875,34 @@ class RecordedReasoner:
             missing = {"inputs", "predictions", "confidence", "q", "latent", "task"} - set(data)
             if missing:
                 raise ValueError(f"{path} is not a recording: missing {sorted(missing)}")
+            extra = {k: data[k] for k in ("features", "targets", "ratings") if k in data}
             return cls(
                 str(data["task"]), data["inputs"], data["predictions"], data["confidence"],
-                data["q"], data["latent"], data["features"] if "features" in data else None,
+                data["q"], data["latent"], **extra,
             )  # fmt: skip
 
-    def correct(self, targets: np.ndarray) -> np.ndarray:
-        """(P, C) bool: is the recorded answer after each cycle correct, given (P, S) targets."""
+    def puzzles(self) -> PuzzleBatch:
+        """The recorded puzzles with their answers (needs a recording made with answers)."""
+        if self.targets is None or self.ratings is None:
+            raise ValueError("this recording holds no answers; record it from a PuzzleBatch")
+        return PuzzleBatch(self.inputs, self.targets, self.ratings)
+
+    def matches(self, puzzles: PuzzleBatch, cycles: int) -> bool:
+        """Whether this recording covers exactly these puzzles (in order) for ``cycles``."""
+        return (
+            self.inputs.shape == puzzles.inputs.shape
+            and bool(np.array_equal(self.inputs, puzzles.inputs))
+            and self.num_cycles >= cycles
+        )
+
+    def correct(self, targets: np.ndarray | None = None) -> np.ndarray:
+        """(P, C) bool: is the recorded answer after each cycle correct.
+
+        Args:
+            targets: (P, S) reference answers; default the recorded ones.
+        """
+        if targets is None:
+            targets = self.puzzles().targets
         spec = get_task(self.task)
         P, C, S = self.predictions.shape
         inputs = np.repeat(self.inputs, C, axis=0)  # (P * C, S), cycle-major within a puzzle

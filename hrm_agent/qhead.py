@@ -51,6 +51,7 @@ __all__ = [
     "FinetuneResult",
     "prefix_features",
     "collect_transitions",
+    "transitions_from_recording",
     "q_head_loss",
     "train_q_head",
     "finetune_q_head",
@@ -100,12 +101,33 @@ def collect_transitions(
         an env, e.g. to evaluate the fine-tuned head without running the model again).
     """
     recording = RecordedReasoner.record(
-        reasoner, puzzles.inputs, max_cycles, batch_size, features=prefix_features,
-        progress=progress,
-    )  # fmt: skip
-    assert recording.features is not None
-    correct = recording.correct(puzzles.targets)
-    return Transitions(recording.features, correct, recording.q), recording
+        reasoner, puzzles, max_cycles, batch_size, features=prefix_features, progress=progress
+    )
+    return transitions_from_recording(recording), recording
+
+
+def transitions_from_recording(
+    recording: RecordedReasoner, max_cycles: int | None = None
+) -> Transitions:
+    """The transitions held by a recording made with answers and ``prefix_features``.
+
+    Args:
+        recording: the recording.
+        max_cycles: the env's horizon (default: every recorded cycle).
+
+    Raises:
+        ValueError: when the recording lacks the features or the answers, or is too short.
+    """
+    if recording.features is None:
+        raise ValueError(
+            "the recording holds no Q-head features; record it with "
+            "features=hrm_agent.qhead.prefix_features"
+        )
+    C = recording.num_cycles if max_cycles is None else int(max_cycles)
+    if not 1 <= C <= recording.num_cycles:
+        raise ValueError(f"max_cycles must lie in 1..{recording.num_cycles}, got {C}")
+    correct = recording.correct()[:, :C]
+    return Transitions(recording.features[:, :C], correct, recording.q[:, :C])
 
 
 class QHeadLoss(NamedTuple):
@@ -255,6 +277,7 @@ def finetune_q_head(
     seed: int = 0,
     difficulty: str | None = None,
     puzzles: PuzzleBatch | None = None,
+    recording: RecordedReasoner | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> FinetuneResult:
@@ -271,6 +294,8 @@ def finetune_q_head(
         seed: seeds the puzzle draw and the minibatch order.
         difficulty: tier to draw from (default: the task's default).
         puzzles: use these puzzles instead of drawing ``n_puzzles``.
+        recording: take the transitions from this recording of ``model`` (made from a
+            ``PuzzleBatch`` with ``prefix_features``) instead of running the model.
         device: where to run (default: the model's device).
         progress: show progress bars.
 
@@ -280,7 +305,9 @@ def finetune_q_head(
     spec = get_task(task) if isinstance(task, str) else task
     if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
         raise ValueError(f"max_cycles must be an integer >= 1, got {max_cycles!r}")
-    if puzzles is None:
+    if recording is not None and puzzles is not None:
+        raise ValueError("give either puzzles or recording, not both")
+    if puzzles is None and recording is None:
         if n_puzzles < 1:
             raise ValueError(f"n_puzzles must be >= 1, got {n_puzzles}")
         puzzles = spec.sample(np.random.default_rng([seed, 5]), n_puzzles, difficulty)
@@ -288,8 +315,18 @@ def finetune_q_head(
     if device is not None:
         tuned = tuned.to(torch.device(device))
     tuned.eval()
-    reasoner = TorchReasoner(tuned, spec.name)
-    transitions, recording = collect_transitions(reasoner, puzzles, max_cycles, progress=progress)
+    if recording is None:
+        assert puzzles is not None
+        reasoner = TorchReasoner(tuned, spec.name)
+        transitions, recording = collect_transitions(reasoner, puzzles, max_cycles, progress=progress)
+    else:
+        if recording.task != spec.name:
+            raise ValueError(f"the recording is of task {recording.task!r}, not {spec.name!r}")
+        transitions = transitions_from_recording(recording, max_cycles)
+        # The recording must come from this very model: its Q values are this head's.
+        q_now = head_q_values(tuned.q_head, transitions.features)
+        if not np.allclose(q_now, transitions.q, rtol=0.05, atol=0.1):
+            raise ValueError("the recording was not made with this model (its Q values differ)")
     head = tuned.q_head
     before = _loss_summary(_full_loss(head, transitions))
     generator = torch.Generator().manual_seed(seed)
@@ -307,7 +344,7 @@ def finetune_q_head(
             ),
             "task": spec.name,
             "steps": int(steps),
-            "puzzles": len(puzzles),
+            "puzzles": int(transitions.correct.shape[0]),
             "max_cycles": int(max_cycles),
             "batch_size": int(batch_size),
             "lr": float(lr),

@@ -144,8 +144,21 @@ def test_hrm_frontier_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "frontier.json").read_text())
     assert summary["n"] == 6 and len(summary["points"]) == len(rows)
-    printed = capsys.readouterr().out
-    assert "fixed-2" in printed and "frontier" in printed
+    captured = capsys.readouterr()
+    assert "fixed-2" in captured.out and "frontier" in captured.out
+    assert "recording 6 puzzles" in captured.err
+
+
+def test_hrm_frontier_reuses_a_recording(tmp_path, capsys):
+    args = ["frontier", "sudoku-mini", "--preset", "tiny", "--n", "5", "--max-cycles", "2",
+            "--thresholds", "0.5", "--stable", "1", "--no-plot", "--recording",
+            str(tmp_path / "cycles.npz")]  # fmt: skip
+    assert hrm([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "recording 5 puzzles" in capsys.readouterr().err
+    assert hrm([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "using the recorded cycles" in capsys.readouterr().err
+    assert (tmp_path / "a" / "frontier.csv").read_text() == (tmp_path / "b" / "frontier.csv").read_text()
+    assert not (tmp_path / "b" / "frontier.png").exists()
 
 
 def test_hrm_frontier_reports_bad_arguments(tmp_path, capsys):

@@ -307,7 +307,12 @@ def test_a_recording_replays_what_the_live_reasoner_gives(puzzles, tmp_path):
             np.testing.assert_array_equal(a.cycles, b.cycles)
             np.testing.assert_array_equal(a.solved, b.solved)
             np.testing.assert_allclose(a.returns, b.returns)
-    np.testing.assert_array_equal(recording.correct(puzzles.targets), np.arange(1, 6)[None] >= np.array(SOLVE_AT)[:, None])
+    solved_by = np.arange(1, 6)[None] >= np.array(SOLVE_AT)[:, None]  # (P, C)
+    np.testing.assert_array_equal(recording.correct(puzzles.targets), solved_by)
+    np.testing.assert_array_equal(loaded.correct(), solved_by)  # the answers were recorded too
+    np.testing.assert_array_equal(loaded.puzzles().targets, puzzles.targets)
+    assert loaded.matches(puzzles, 5) and not loaded.matches(puzzles, 6)
+    assert not loaded.matches(puzzles[:3], 5)
 
 
 def make_tiny_reasoner(task):
@@ -383,3 +388,25 @@ def test_sb3_policy_from_a_missing_file_raises(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a stable-baselines3"):
         infer_sb3_algo(bad)
+
+
+def test_the_sb3_halting_example_runs_in_tiny_mode(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "sb3_halting.py"
+    spec = importlib.util.spec_from_file_location("sb3_halting", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "run"
+    code = example.main(["--tiny", "--algo", "dqn", "--timesteps", "256", "--eval-freq", "128",
+                         "--threads", "1", "--out", str(out)])  # fmt: skip
+    assert code == 0  # the reloaded policy acted as the trained one
+    summary = json.loads((out / "dqn.json").read_text())
+    assert [r["policy"] for r in summary["results"]] == ["q-head", "dqn"]
+    assert summary["reload_same_actions"] and (out / "dqn.zip").is_file()
+    assert any((out / "tb").iterdir())  # TensorBoard logs
+    assert (out / "eval" / "evaluations.npz").is_file()  # the EvalCallback ran
+    assert "q-head" in capsys.readouterr().out

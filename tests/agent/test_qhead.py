@@ -14,6 +14,7 @@ from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRM
 from hrm_agent.qhead import (
     Transitions,
+    collect_transitions,
     finetune_checkpoint,
     finetune_q_head,
     head_q_values,
@@ -100,6 +101,23 @@ def test_finetuning_changes_only_the_q_head_and_lowers_its_loss(tiny_model):
     assert result.recording.features is not None
     q = head_q_values(result.model.q_head, result.recording.features)
     assert not np.allclose(q, result.recording.q)
+
+
+def test_finetuning_from_a_recording_equals_running_the_model(tiny_model):
+    from hrm_agent.reasoner import TorchReasoner
+    from hrm_env.puzzles.tasks import get_task
+
+    puzzles = get_task(TASK).test_set()[:12]
+    _, recording = collect_transitions(TorchReasoner(tiny_model, TASK), puzzles, max_cycles=4)
+    kwargs = {"steps": 10, "max_cycles": 3, "batch_size": 4, "lr": 1e-2, "seed": 1}
+    a = finetune_q_head(tiny_model, TASK, puzzles=puzzles, **kwargs)
+    b = finetune_q_head(tiny_model, TASK, recording=recording, **kwargs)  # 4 recorded, 3 used
+    assert a.losses == pytest.approx(b.losses, rel=1e-5)
+    other = HRM(tiny_model.config, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        other.q_head.weight.normal_()  # a different head gives other Q values
+    with pytest.raises(ValueError, match="not made with this model"):
+        finetune_q_head(other, TASK, recording=recording, **kwargs)
 
 
 def test_finetune_checkpoint_saves_a_loadable_checkpoint_with_a_note(tiny_model, tmp_path):
