@@ -120,7 +120,12 @@ def check_checkpoint(checkpoint: str | os.PathLike[str]) -> None:
 
 
 def check_reasoner(reasoner: Any, task: Task) -> None:
-    """Raise ``ValueError`` if ``reasoner`` does not fit ``task``."""
+    """Check that ``reasoner`` implements the protocol and fits ``task``.
+
+    Raises:
+        TypeError: it is not a ``Reasoner``.
+        ValueError: its puzzle size or vocabulary differ from the task's.
+    """
     if not isinstance(reasoner, Reasoner):
         raise TypeError(
             "reasoner must implement hrm_env.envs.reasoner.Reasoner (task, seq_len, vocab_size, "
