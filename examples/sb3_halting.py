@@ -141,7 +141,7 @@ def make_model(args: argparse.Namespace, venv: Any) -> Any:
                    learning_rate=3e-4, ent_coef=0.01, **common)  # fmt: skip
     return DQN(learning_starts=min(1000, args.timesteps // 4), buffer_size=100_000,
                train_freq=1, gradient_steps=1, target_update_interval=1000,
-               exploration_fraction=0.3, exploration_final_eps=0.02, learning_rate=1e-4,
+               exploration_fraction=0.3, exploration_final_eps=0.02, learning_rate=3e-4,
                batch_size=128, **common)  # fmt: skip
 
 
