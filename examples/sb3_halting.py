@@ -35,7 +35,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
-from hrm_agent.frontier import load_or_record
+from hrm_agent.frontier import load_or_record, model_max_cycles
 from hrm_agent.policies import QHeadPolicy, SB3Policy, evaluate_policy, write_puzzle_csv
 from hrm_env.envs.reasoner import Reasoner
 from hrm_env.envs.sb3 import HRMVecEnv
@@ -77,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timesteps", type=int, default=100_000, help="env steps to train")
     p.add_argument("--n-envs", type=int, default=16, help="rows of the batched env")
     p.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
-    p.add_argument("--max-cycles", type=int, default=16, help="the env's cycle limit")
+    p.add_argument("--max-cycles", type=int, default=None,
+                   help="the env's cycle limit (default: the model's own, N x max_segments)")
     p.add_argument("--checkpoint", default=None, help="HRM checkpoint stem (default: shipped)")
     p.add_argument("--device", default="cpu", help="torch device of the HRM")
     p.add_argument("--policy-device", default="cpu", help="torch device of the SB3 policy")
@@ -98,12 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tiny:
         args.timesteps = min(args.timesteps, 1024)
         args.n_envs = min(args.n_envs, 8)
-        args.max_cycles = min(args.max_cycles, 6)
+        args.max_cycles = min(args.max_cycles or 6, 6)
         args.replay = min(args.replay, 32) or 0
         args.eval_puzzles = min(args.eval_puzzles, 32)
         args.eval_freq = min(args.eval_freq, 512)
     for name in ("timesteps", "n_envs", "max_cycles", "eval_puzzles", "eval_freq"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
 
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     spec = get_task(args.task)
     reasoner = make_reasoner(args)
+    if args.max_cycles is None:
+        args.max_cycles = model_max_cycles(reasoner)
     env_kwargs = {"step_cost": args.step_cost, "max_cycles": args.max_cycles, "latent": args.latent}
 
     # Held-out puzzles: the task's test set, recorded once for EvalCallback and the final table.

@@ -56,6 +56,7 @@ __all__ = [
     "oracle_result",
     "pareto_front",
     "load_or_record",
+    "model_max_cycles",
     "run_frontier",
     "write_csv",
     "plot_frontier",
@@ -392,8 +393,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="puzzle file (CSV / .txt); default: the task's held-out test set")
     data.add_argument("--n", type=int, default=500, help="puzzles to evaluate (default 500)")
     data.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
-    data.add_argument("--max-cycles", type=int, default=16,
-                      help="cycles after which the env halts by itself (default 16)")
+    data.add_argument("--max-cycles", type=int, default=None,
+                      help="cycles after which the env halts by itself (default: the model's "
+                      "own limit, N x max_segments)")  # fmt: skip
     data.add_argument("--batch-size", type=int, default=64, help="rows of the batched env")
     data.add_argument("--recording", default=None, metavar="FILE",
                       help="cache of the held-out cycles (.npz): read if it holds these puzzles, "
@@ -462,6 +464,12 @@ def load_or_record(
     return recording
 
 
+def model_max_cycles(reasoner: Reasoner, default: int = 16) -> int:
+    """The cycle limit the model was trained for (N x max_segments), else ``default``."""
+    config = getattr(getattr(reasoner, "model", None), "config", None)
+    return int(config.max_cycles) if config is not None else default
+
+
 def _same_backbone(a: Any, b: Any) -> bool:
     import torch
 
@@ -482,7 +490,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_task(args.task)
     for name in ("n", "max_cycles", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.step_cost < 0:
         raise ValueError(f"--step-cost must be >= 0, got {args.step_cost}")
@@ -507,6 +515,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         reasoner = load_pretrained(spec.name, device=args.device, checkpoint=args.checkpoint)
         source = args.checkpoint or f"shipped {spec.name} checkpoint"
+    if args.max_cycles is None:
+        args.max_cycles = model_max_cycles(reasoner)
     puzzles = spec.load(args.data) if args.data else spec.test_set()
     puzzles = puzzles[: args.n]
 
