@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                        dataset=heldout_csv, **env_kwargs)  # fmt: skip
     )
     model = make_model(args, venv)
+    # EvalCallback's episodes draw held-out puzzles at random (a monitor during training); the
+    # final table below runs every held-out puzzle exactly once with evaluate_policy.
     evaluator = EvalCallback(
         eval_env,
         n_eval_episodes=len(heldout),
