@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(_load(args.command).run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input is the user's to fix: say what is wrong, without a traceback.
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        # Bad input or a missing optional package is the user's to fix: say what is wrong,
+        # without a traceback.
         print(f"hrm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
