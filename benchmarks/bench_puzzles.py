@@ -2,7 +2,7 @@
 
 Measures
 
-- the Sudoku solver on the bundled test bank (the 1,500 hardest puzzles of the public
+- the Sudoku solver on the bundled test bank (the ~1,500 hardest puzzles of the public
   collections), on one core, each puzzle solved *and* proved unique;
 - the Sudoku generator, puzzles per second for each tier (``easy``, ``medium``, ``hard``,
   ``extreme``), with every core of the machine (one process per core);
@@ -233,7 +233,7 @@ def main() -> None:
     )
 
     rows = [
-        ("solve", "solve 1,500 hardest (test bank), 1 core, /s"),
+        ("solve", f"solve {len(sudoku.load_bank('test')):,} hardest (test bank), 1 core, /s"),
         *[(t, f"generate sudoku {t}, {args.workers} processes, /s") for t in sudoku.TIERS],
         ("maze", f"generate maze hard (path > 110), {args.workers} processes, /s"),
     ]

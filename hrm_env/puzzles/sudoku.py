@@ -7,8 +7,8 @@ Two sizes share one code path: the classic 9x9 grid (boxes 3x3, digits 1..9) and
 Shapes: N or B puzzles, S cells (81, or 16 for mini), n digits per unit (9 or 4).
 
 The solver is a depth-first search with naked- and hidden-singles propagation that branches on
-the first cell with the fewest candidates, digits lowest first (numba kernels in
-``_sudoku_kernels``). It counts solutions up to 2, and its guess count is the difficulty
+a cell with the fewest candidates (ties: the most open peers, then the first), digits lowest
+first (numba kernels in ``_sudoku_kernels``). It counts solutions up to 2, and its guess count is the difficulty
 *rating*: 0 means singles alone solve the puzzle. Because uniqueness is checked, every branch of
 a unique puzzle is explored, so the rating does not depend on the digit labels (it does depend
 on the orientation: an augmented puzzle is re-rated).
@@ -19,15 +19,15 @@ Tiers (9x9), from ratings measured on the generator's output and on the bundled 
 tier      rating                               source
 ========  ===================================  =================================================
 easy      0                                    random grid, dug while singles still solve it
-medium    1 .. ``MEDIUM_MAX_RATING`` (5)       random grid dug to a minimal unique puzzle
-hard      6 .. ``HARD_MAX_RATING`` (49)        same, kept when the rating falls in range
-extreme   >= ``EXTREME_MIN_RATING`` (50)       a train-bank puzzle (public hardest collections)
+medium    1 .. ``MEDIUM_MAX_RATING`` (3)       random grid dug to a minimal unique puzzle
+hard      4 .. ``HARD_MAX_RATING`` (39)        same, kept when the rating falls in range
+extreme   >= ``EXTREME_MIN_RATING`` (40)       a train-bank puzzle (public hardest collections)
                                                under a fresh random augmentation
 ========  ===================================  =================================================
 
-Minimal puzzles dug from random grids have ratings 0 (40%), 1..5 (about 50%), 6..49 (about
-10%) and almost never 50 or more (none in 5,000), while the median of the forum "hardest 11+"
-collection is 130: that is why the extreme tier comes from the bank.
+Minimal puzzles dug from random grids have ratings 0 (42%), 1..3 (42%), 4..39 (16%) and
+almost never 40 or more (3 in 20,000), while 99% of the forum "hardest 11+" collection rates
+40 or more (median 96): that is why the extreme tier comes from the bank.
 
 Every 4x4 puzzle that has a unique solution is solved by singles alone (rating 0; checked
 exhaustively over every 4x4 grid and every subset of givens), so mini tiers count givens
@@ -35,8 +35,8 @@ instead: ``hard`` up to 5 givens (a unique 4x4 puzzle has at least 4), ``medium`
 ``easy`` 8 or more. The generator makes 4..5, 6..7 and 8..10 givens (``MINI_TIER_GIVENS``).
 
 The bundled banks (``load_bank``, built by ``scripts/build_sudoku_banks.py`` from the public
-17-clue, magictour top1465 and forum hardest collections): ``train`` 98,133 puzzles (rating
-median 36, 47,513 of them extreme), ``test`` the 1,500 hardest (ratings 55..1960, median 650).
+17-clue, magictour top1465 and forum hardest collections): ``train`` 98,132 puzzles (rating
+median 26, 47,994 of them extreme), ``test`` the 1,501 hardest (ratings 73..742, median 253).
 """
 
 from __future__ import annotations
@@ -96,9 +96,9 @@ TIERS = ("easy", "medium", "hard", "extreme")
 #: 4x4 tiers; the first is the default (the hardest, minimal puzzles, like 9x9's ``extreme``).
 MINI_TIERS = ("hard", "medium", "easy")
 #: Highest rating of the ``medium`` tier (``easy`` is exactly 0).
-MEDIUM_MAX_RATING = 5
+MEDIUM_MAX_RATING = 3
 #: Highest rating of the ``hard`` tier.
-HARD_MAX_RATING = 49
+HARD_MAX_RATING = 39
 #: Lowest rating of the ``extreme`` tier.
 EXTREME_MIN_RATING = HARD_MAX_RATING + 1
 #: Givens (inclusive range) of the generated puzzles of each 4x4 tier; ``mini_tier_of`` also
@@ -922,7 +922,7 @@ def _run_generator(
 
 # Rough acceptance rates of minimal puzzles per 9x9 tier (measured, see the module docstring);
 # they only size each round of candidates, correctness never depends on them.
-_ACCEPT = {"easy": 1.0, "medium": 0.45, "hard": 0.09}
+_ACCEPT = {"easy": 1.0, "medium": 0.4, "hard": 0.15}
 
 
 def generate(rng: np.random.Generator, difficulty: str, n: int, size: int = 9) -> SudokuSet:
