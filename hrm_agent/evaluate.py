@@ -370,12 +370,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.max_segments is not None and args.max_segments < 1:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
+    # The model first: a wrong or corrupt checkpoint fails before any data is read.
+    model, meta = load_model(task.name, args.checkpoint, args.device)
     data = task.test_set() if args.data is None else task.load(args.data)
     if args.limit is not None:
         data = data[: args.limit]
     if len(data) == 0:
         raise ValueError("no puzzles to evaluate")
-    model, meta = load_model(task.name, args.checkpoint, args.device)
     show_progress = not args.no_progress and sys.stderr.isatty()
     result = evaluate(
         model,

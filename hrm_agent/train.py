@@ -343,11 +343,20 @@ class Trainer:
     Args:
         config: the run.
         resume: continue from ``out_dir``'s trainer state instead of starting afresh.
+        task: the task object to draw puzzles from and score answers with (default:
+            ``get_task(config.task)``); must carry the name ``config.task``. Tests inject a
+            variant here (e.g. easier puzzles of the same domain).
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, resume: bool = False, task: Task | None = None
+    ) -> None:
         self.config = config
-        self.task = get_task(config.task)
+        self.task = get_task(config.task) if task is None else task
+        if self.task.name != config.task or self.task.seq_len != get_task(config.task).seq_len:
+            raise ValueError(
+                f"the given task {self.task.name!r} does not match config.task {config.task!r}"
+            )
         self.world, self.device, self._owns_group = _init_world(config.device)
         if config.batch_size % self.world.size:
             raise ValueError(
@@ -736,9 +745,14 @@ class Trainer:
             self._owns_group = False
 
 
-def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    stop_at: int | None = None,
+    task: Task | None = None,
+) -> TrainResult:
     """Run (or resume) a training run to the end; see :class:`Trainer`."""
-    trainer = Trainer(config, resume=resume)
+    trainer = Trainer(config, resume=resume, task=task)
     try:
         return trainer.fit(stop_at=stop_at)
     finally:
@@ -955,6 +969,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
     run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     run_group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run_group.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for torch (default: torch's choice; 1 is often fastest for small "
+        "models on a busy machine)",
+    )
     run_group.add_argument("--eval-every", type=int, default=d.eval_every,
                            help="evaluate every N steps (0: at the end only)")
     run_group.add_argument("--eval-size", type=int, default=d.eval_size,
@@ -1011,6 +1030,10 @@ def run(args: argparse.Namespace) -> int:
     if args.task not in TASK_NAMES:
         raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(TASK_NAMES)}")
     config = config_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     trainer = Trainer(config, resume=args.resume)
     try:
         result = trainer.fit(stop_at=args.stop_at)
