@@ -191,7 +191,8 @@ def test_solve_returns_what_evaluate_reads_out(mini_checkpoint, halt):
     batch = mini_puzzles(12)
     model, _ = load_model("sudoku-mini", mini_checkpoint)
     reference = evaluate(model, "sudoku-mini", batch)
-    assert 0 < (reference.halt_cycles < 4).sum() < 12  # the Q head halts some, not all
+    assert len(np.unique(reference.halt_cycles)) > 1  # puzzles halt at different cycles
+    assert not np.array_equal(reference.q_predictions, reference.predictions)
     expected = reference.q_predictions if halt == "q" else reference.predictions
 
     answers = solve(batch.inputs, task="sudoku-mini", checkpoint=mini_checkpoint, halt=halt)
