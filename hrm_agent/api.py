@@ -63,8 +63,8 @@ def solve(
     if halt not in HALT_MODES:
         raise ValueError(f"halt must be one of {HALT_MODES}, got {halt!r}")
     spec = get_task(task)
-    grids, single = _parse(spec, puzzles)
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
+    grids, single = _parse(spec, puzzles)
     answers = np.zeros_like(grids)
     for lo in range(0, len(grids), batch_size):
         chunk = grids[lo : lo + batch_size]

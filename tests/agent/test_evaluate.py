@@ -213,10 +213,12 @@ def test_solve_returns_what_evaluate_reads_out(mini_checkpoint, halt):
 
 def test_solve_rejects_bad_input_with_clear_errors(mini_checkpoint):
     from hrm_agent.api import solve
+    from hrm_env.puzzles import sudoku
 
     kw = dict(task="sudoku-mini", checkpoint=mini_checkpoint)
+    good = sudoku.format(mini_puzzles(1).inputs[0])
     with pytest.raises(ValueError, match="puzzle 1"):
-        solve(["1...............", "11.............."], **kw)  # clashing givens in puzzle 1
+        solve([good, "11.............."], **kw)  # clashing givens in puzzle 1
     with pytest.raises(ValueError, match="shape"):
         solve(np.zeros((2, 15), dtype=np.uint8), **kw)
     with pytest.raises(ValueError, match="halt"):
