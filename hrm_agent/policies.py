@@ -367,7 +367,8 @@ class PolicyResult:
         exact_accuracy: fraction of puzzles whose committed answer was correct.
         cell_accuracy: mean fraction of scored cells right in the committed answers.
         mean_cycles: mean cycles run before committing (the first cycle included).
-        mean_return: mean episode return, ``solved - step_cost * (cycles - 1)`` per puzzle.
+        mean_return: mean episode return, per puzzle ``solved - step_cost * (cycles - 1)``
+            (with ``reward="cells"``, the committed answer's cell accuracy instead of solved).
         seconds: wall time of the evaluation.
         cycles: (n,) int cycles run on puzzle i (row i of the puzzle set).
         solved: (n,) bool committed answer correct.
