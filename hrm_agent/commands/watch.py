@@ -16,11 +16,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--fps", type=float, default=None, help="frames per second")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (default 1: one puzzle is latency-bound, and more threads "
+        "fight over a busy CPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from hrm_env.render.watch import watch
 
+    if args.threads > 0 and args.device == "cpu":
+        import torch
+
+        torch.set_num_threads(args.threads)
     kwargs = {
         k: v for k, v in {"episodes": args.episodes, "fps": args.fps}.items() if v is not None
     }
