@@ -51,10 +51,12 @@ import numpy as np
 import torch
 
 from hrm_agent.model import HRM, Carry
+from hrm_agent.reasoner import TorchReasoner
 
 __all__ = [
     "CycleTrace",
     "EpisodeTrace",
+    "TracingReasoner",
     "add_arguments",
     "cycle_traces",
     "forward_residuals",
@@ -295,6 +297,30 @@ def panel_values(trace: CycleTrace, row: int = 0, floor: float = 1e-4) -> dict[s
         return min(max((math.log10(v) + span) / span, 0.0), 1.0)
 
     return {"res z_H": unit(trace.res_H[row]), "res z_L": unit(trace.res_L[row, -1])}
+
+
+class TracingReasoner(TorchReasoner):
+    """A :class:`~hrm_agent.reasoner.TorchReasoner` that also traces every cycle it runs.
+
+    It computes the same states as its base (the cycle goes through :func:`cycle_traces`, which
+    applies the model's own updates) and keeps the last :class:`CycleTrace`, so a viewer can
+    show the residuals of z_H and z_L live beside the Q values (``hrm watch``, key ``t``).
+    """
+
+    last_trace: CycleTrace | None = None
+
+    @classmethod
+    def wrap(cls, reasoner: TorchReasoner) -> TracingReasoner:
+        """The same model, task and device as ``reasoner``, now traced."""
+        return cls(reasoner.model, reasoner.task)
+
+    def _advance(self, carry: Carry, x: torch.Tensor) -> Carry:
+        carry, self.last_trace = cycle_traces(self.model, carry, x)
+        return carry
+
+    def panel_values(self, row: int = 0) -> dict[str, float]:
+        """The last cycle's residuals for the viewer's trace plot (empty before any cycle)."""
+        return {} if self.last_trace is None else panel_values(self.last_trace, row)
 
 
 @dataclass(frozen=True)

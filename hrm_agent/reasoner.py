@@ -164,10 +164,14 @@ class TorchReasoner:
                 cycles=np.where(mask, 0, state.cycles),
             )
 
+    def _advance(self, carry: Carry, x: torch.Tensor) -> Carry:
+        """The recurrence of one env step; subclasses may observe it (see analysis)."""
+        return self.model.cycle(carry, x)
+
     def cycle(self, state: TorchState) -> tuple[TorchState, CycleOutput]:
         """One high-level cycle for every row, then the readout (logits, Q, pooled z_H)."""
         with torch.inference_mode():
-            carry = self.model.cycle(state.carry, state.x)
+            carry = self._advance(state.carry, state.x)
             out = self.model.readout(carry)
             latent = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D), cells only
             q = torch.stack((out.q_halt, out.q_continue), dim=1)  # (B, 2)

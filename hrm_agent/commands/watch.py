@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--fps", type=float, default=None, help="frames per second")
     parser.add_argument(
+        "--residuals",
+        action="store_true",
+        help="show the forward residuals of z_H and z_L in the side panel (key t toggles)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -42,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
         save=args.save,
         checkpoint=args.checkpoint,
         device=args.device,
+        residuals=args.residuals,
         **kwargs,
     )

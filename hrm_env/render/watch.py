@@ -1,7 +1,7 @@
 """``hrm watch``: play episodes of the model halting by its own Q head, live or to a file.
 
 With a display, a pygame window plays the episodes (space pauses, n skips to the next puzzle,
-q or Esc quits). With ``save=FILE.gif|.mp4``, or where there is no display (no ``DISPLAY`` on
+t shows or hides the forward residuals of z_H and z_L in the side panel, q or Esc quits). With ``save=FILE.gif|.mp4``, or where there is no display (no ``DISPLAY`` on
 Linux, or ``SDL_VIDEODRIVER=dummy``), the frames are written to an animation instead.
 
 Shapes: H, W frame height and width in pixels.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hrm_env.envs.reasoning import CONTINUE, HALT, ReasoningEnv
+from hrm_env.envs.reasoning import CONTINUE, HALT, ReasoningEnv, load_reasoner
 
 __all__ = ["watch", "has_display", "write_animation", "q_head_action"]
 
@@ -128,10 +128,20 @@ def write_animation(
     return path
 
 
+def _tracing(reasoner: Any) -> Any:
+    """A tracing twin of a PyTorch reasoner (same model), or None for any other reasoner."""
+    try:
+        from hrm_agent.analysis import TracingReasoner
+        from hrm_agent.reasoner import TorchReasoner
+    except ImportError:
+        return None
+    return TracingReasoner.wrap(reasoner) if isinstance(reasoner, TorchReasoner) else None
+
+
 class _Window:
     """A pygame window showing frames, with the watch keys."""
 
-    def __init__(self, size: tuple[int, int], title: str) -> None:
+    def __init__(self, size: tuple[int, int], title: str, residuals: bool) -> None:
         from hrm_env.render.viewer import import_pygame
 
         self.pygame = import_pygame()
@@ -139,6 +149,7 @@ class _Window:
         self.pygame.display.set_caption(title)
         self.screen = self.pygame.display.set_mode(size)
         self.paused = False
+        self.residuals = residuals
 
     def show(self, frame: np.ndarray, seconds: float) -> str | None:
         """Show ``frame`` for ``seconds`` (longer while paused); "quit", "next" or None."""
@@ -159,6 +170,8 @@ class _Window:
                         return "next"
                     if event.key == pg.K_SPACE:
                         self.paused = not self.paused
+                    if event.key == pg.K_t:
+                        self.residuals = not self.residuals
             time.sleep(0.01)
         return None
 
@@ -178,6 +191,7 @@ def watch(
     *,
     reasoner: Any = None,
     max_cycles: int = 16,
+    residuals: bool = False,
 ) -> int:
     """Play episodes with the model's own Q-head halting, in a window or into an animation.
 
@@ -192,6 +206,8 @@ def watch(
         fps: frames (cycles) per second.
         reasoner: a reasoner to drive instead of loading a checkpoint (tests, custom models).
         max_cycles: cycle limit per puzzle.
+        residuals: start with the residual traces of z_H and z_L shown (key t toggles them in
+            a window); needs a PyTorch model (the traces come from ``hrm_agent.analysis``).
 
     Returns:
         0 on success (the process exit code of ``hrm watch``).
@@ -214,15 +230,31 @@ def watch(
     if episodes is None and not interactive:
         episodes = 1
 
+    if reasoner is None:
+        reasoner = load_reasoner(task, checkpoint, device)
+    tracer = _tracing(reasoner)
     env = ReasoningEnv(
         task,
-        reasoner=reasoner,
+        reasoner=tracer or reasoner,
         render_mode="rgb_array",
         difficulty=difficulty,
-        checkpoint=checkpoint,
-        device=device,
         max_cycles=max_cycles,
     )
+    history: dict[str, list[float]] = {}
+
+    def record(show: bool) -> None:
+        # One value per cycle, kept whether shown or not, so that toggling on mid-episode shows
+        # the whole episode so far; shown series are linked into env.traces (cleared on reset).
+        if tracer is None:
+            return
+        for name, value in tracer.panel_values().items():
+            history.setdefault(name, []).append(value)
+        for name, values in history.items():
+            if show:
+                env.traces[name] = values
+            else:
+                env.traces.pop(name, None)
+
     frame_ms = round(1000.0 / fps)
     frames: list[np.ndarray] = []
     durations: list[int] = []
@@ -231,10 +263,12 @@ def watch(
         episode = 0
         while episodes is None or episode < episodes:
             obs, info = env.reset(seed=seed if episode == 0 else None)
+            history.clear()
+            record(residuals if window is None else window.residuals)
             frame = env.render()
             assert frame is not None
             if interactive and window is None:
-                window = _Window((frame.shape[1], frame.shape[0]), f"hrm watch {task}")
+                window = _Window((frame.shape[1], frame.shape[0]), f"hrm watch {task}", residuals)
             outcome: str | None = None
             terminated = truncated = False
             while True:
@@ -249,6 +283,7 @@ def watch(
                 if terminated or truncated:
                     break
                 obs, reward, terminated, truncated, info = env.step(q_head_action(obs))
+                record(residuals if window is None else window.residuals)
                 frame = env.render()
                 assert frame is not None
             episode += 1
