@@ -45,7 +45,6 @@ D hidden.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import dataclasses
 import json
@@ -568,7 +567,11 @@ class Trainer:
         """The model to evaluate and ship: a copy with the EMA weights, or the model itself."""
         if self.ema_state is None:
             return self.model
-        shadow = copy.deepcopy(self.model)
+        # A fresh module (not a deepcopy, which compiled modules do not survive), seeded so
+        # that building it leaves the global torch RNG alone.
+        shadow = HRM(self.model.config, generator=torch.Generator().manual_seed(0))
+        shadow.load_state_dict(self.model.state_dict())
+        shadow.to(self.device)
         with torch.no_grad():
             for name, p in shadow.named_parameters():
                 p.copy_(self.ema_state[name])
