@@ -935,6 +935,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in (
         ("hidden_size", int), ("num_heads", int), ("h_layers", int), ("l_layers", int),
         ("h_cycles", int), ("l_cycles", int), ("max_segments", int), ("expansion", float),
+        ("multiple_of", int),
     ):
         model.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=None,
