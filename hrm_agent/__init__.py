@@ -1,7 +1,8 @@
 """PyTorch side of hrm: the HRM model, its trainer, evaluation and halting policies.
 
-``HRM``, ``HRMConfig``, ``load_pretrained`` and ``TorchReasoner`` are exported lazily (on
-first attribute access), so ``import hrm_agent`` itself stays cheap.
+The main names (the model and its config, the env-facing reasoner, training, evaluation and the
+``solve`` convenience) are exported lazily (on first attribute access), so ``import hrm_agent``
+itself stays cheap and does not import torch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,35 @@ _EXPORTS = {
     "HRMConfig": "hrm_agent.config",
     "load_pretrained": "hrm_agent.reasoner",
     "TorchReasoner": "hrm_agent.reasoner",
+    "TrainConfig": "hrm_agent.train",
+    "Trainer": "hrm_agent.train",
+    "train": "hrm_agent.train",
+    "evaluate": "hrm_agent.evaluate",
+    "EvalResult": "hrm_agent.evaluate",
+    "solve": "hrm_agent.api",
 }
 
-__all__ = ["HRM", "HRMConfig", "TorchReasoner", "load_pretrained", "__version__"]
+__all__ = [
+    "HRM",
+    "HRMConfig",
+    "TorchReasoner",
+    "load_pretrained",
+    "TrainConfig",
+    "Trainer",
+    "train",
+    "evaluate",
+    "EvalResult",
+    "solve",
+    "__version__",
+]
 
 if TYPE_CHECKING:
+    from hrm_agent.api import solve
     from hrm_agent.config import HRMConfig
+    from hrm_agent.evaluate import EvalResult, evaluate
     from hrm_agent.model import HRM
     from hrm_agent.reasoner import TorchReasoner, load_pretrained
+    from hrm_agent.train import TrainConfig, Trainer, train
 
 
 def __getattr__(name: str) -> Any:
