@@ -2,7 +2,9 @@
 
 The main names (the model and its config, the env-facing reasoner, training, evaluation and the
 ``solve`` convenience) are exported lazily (on first attribute access), so ``import hrm_agent``
-itself stays cheap and does not import torch.
+itself stays cheap and does not import torch. (The functions ``train`` and ``evaluate`` live in
+the submodules of the same names, ``hrm_agent.train.train`` and
+``hrm_agent.evaluate.evaluate``: a package attribute cannot be both.)
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ _EXPORTS = {
     "TorchReasoner": "hrm_agent.reasoner",
     "TrainConfig": "hrm_agent.train",
     "Trainer": "hrm_agent.train",
-    "train": "hrm_agent.train",
-    "evaluate": "hrm_agent.evaluate",
     "EvalResult": "hrm_agent.evaluate",
     "solve": "hrm_agent.api",
 }
@@ -32,8 +32,6 @@ __all__ = [
     "load_pretrained",
     "TrainConfig",
     "Trainer",
-    "train",
-    "evaluate",
     "EvalResult",
     "solve",
     "__version__",
@@ -42,10 +40,10 @@ __all__ = [
 if TYPE_CHECKING:
     from hrm_agent.api import solve
     from hrm_agent.config import HRMConfig
-    from hrm_agent.evaluate import EvalResult, evaluate
+    from hrm_agent.evaluate import EvalResult
     from hrm_agent.model import HRM
     from hrm_agent.reasoner import TorchReasoner, load_pretrained
-    from hrm_agent.train import TrainConfig, Trainer, train
+    from hrm_agent.train import TrainConfig, Trainer
 
 
 def __getattr__(name: str) -> Any:
