@@ -85,10 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sudoku", help="sudoku, sudoku-mini or maze")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"])
-    parser.add_argument("--device", nargs="+", default=None,
-                        help="devices to measure (default: cpu, and cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="global batch (default: 16 on CPU, 256 on CUDA)")
+    parser.add_argument(
+        "--device",
+        nargs="+",
+        default=None,
+        help="devices to measure (default: cpu, and cuda when available)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="global batch (default: 16 on CPU, 256 on CUDA)",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
@@ -101,19 +109,31 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {} if args.h_cycles is None else {"h_cycles": args.h_cycles}
 
     print(f"task {args.task}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
-    header = (f"{'device':<8}{'preset':<8}{'compile':>8}{'params':>11}{'batch':>7}"
-              f"{'ms/step':>10}{'puzzle-seg/s':>14}{'data %':>8}")
+    header = (
+        f"{'device':<8}{'preset':<8}{'compile':>8}{'params':>11}{'batch':>7}"
+        f"{'ms/step':>10}{'puzzle-seg/s':>14}{'data %':>8}"
+    )
     print(header)
     print("-" * len(header))
     for device in devices:
         batch = args.batch_size or (256 if device.startswith("cuda") else 16)
         for preset in args.presets:
-            for compile_model in ([False, True] if args.compile else [False]):
-                r = measure(args.task, preset, device, batch, args.steps, args.warmup,
-                            compile_model, overrides)
-                print(f"{device:<8}{preset:<8}{'yes' if compile_model else 'no':>8}"
-                      f"{r['params']:>11,}{batch:>7}{r['step_ms']:>10.1f}"
-                      f"{r['throughput']:>14.1f}{100 * r['data_share']:>8.1f}")
+            for compile_model in [False, True] if args.compile else [False]:
+                r = measure(
+                    args.task,
+                    preset,
+                    device,
+                    batch,
+                    args.steps,
+                    args.warmup,
+                    compile_model,
+                    overrides,
+                )
+                print(
+                    f"{device:<8}{preset:<8}{'yes' if compile_model else 'no':>8}"
+                    f"{r['params']:>11,}{batch:>7}{r['step_ms']:>10.1f}"
+                    f"{r['throughput']:>14.1f}{100 * r['data_share']:>8.1f}"
+                )
                 sys.stdout.flush()
     return 0
 

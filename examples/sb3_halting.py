@@ -77,8 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timesteps", type=int, default=100_000, help="env steps to train")
     p.add_argument("--n-envs", type=int, default=16, help="rows of the batched env")
     p.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
-    p.add_argument("--max-cycles", type=int, default=None,
-                   help="the env's cycle limit (default: the model's own, N x max_segments)")
+    p.add_argument(
+        "--max-cycles",
+        type=int,
+        default=None,
+        help="the env's cycle limit (default: the model's own, N x max_segments)",
+    )
     p.add_argument("--checkpoint", default=None, help="HRM checkpoint stem (default: shipped)")
     p.add_argument("--device", default="cpu", help="torch device of the HRM")
     p.add_argument("--policy-device", default="cpu", help="torch device of the SB3 policy")
@@ -181,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     train_env.seed(args.seed)
     venv = VecMonitor(train_env)
     eval_env = VecMonitor(
-        HRMVecEnv.make(spec.name, min(args.n_envs, len(heldout)), reasoner=heldout_model,
-                       dataset=heldout_csv, **env_kwargs)  # fmt: skip
+        HRMVecEnv.make(
+            spec.name,
+            min(args.n_envs, len(heldout)),
+            reasoner=heldout_model,
+            dataset=heldout_csv,
+            **env_kwargs,
+        )  # fmt: skip
     )
     model = make_model(args, venv)
     # EvalCallback's episodes draw held-out puzzles at random (a monitor during training); the

@@ -320,9 +320,7 @@ def load_model(
         raise
     trained_for = meta.get("task")
     if trained_for is not None and trained_for != task:
-        raise ValueError(
-            f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}"
-        )
+        raise ValueError(f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}")
     model.to(device)
     model.eval()
     return model, meta

@@ -144,9 +144,7 @@ def baseline_entries(
     """The Q head, fixed k = 1..max_cycles, each confidence threshold and each stable m."""
     entries = [Entry("q-head", "", QHeadPolicy())]
     entries += [Entry("fixed", f"k={k}", FixedCyclesPolicy(k)) for k in range(1, max_cycles + 1)]
-    entries += [
-        Entry("confidence", f"t={t:g}", ConfidencePolicy(t, task)) for t in thresholds
-    ]
+    entries += [Entry("confidence", f"t={t:g}", ConfidencePolicy(t, task)) for t in thresholds]
     entries += [Entry("stable", f"m={m}", StablePolicy(m)) for m in stable]
     return entries
 
@@ -157,7 +155,9 @@ def pareto_front(accuracy: Sequence[float], cycles: Sequence[float]) -> np.ndarr
     acc = np.asarray(accuracy, dtype=np.float64)
     cyc = np.asarray(cycles, dtype=np.float64)
     if acc.shape != cyc.shape or acc.ndim != 1:
-        raise ValueError(f"accuracy and cycles must be 1-D of one length, got {acc.shape}, {cyc.shape}")
+        raise ValueError(
+            f"accuracy and cycles must be 1-D of one length, got {acc.shape}, {cyc.shape}"
+        )
     at_least = (acc[None, :] >= acc[:, None]) & (cyc[None, :] <= cyc[:, None])  # [i, j]: j vs i
     better = (acc[None, :] > acc[:, None]) | (cyc[None, :] < cyc[:, None])
     return ~np.any(at_least & better, axis=1)
@@ -226,9 +226,14 @@ def run_frontier(
     spec = get_task(task) if isinstance(task, str) else task
     results = [
         evaluate_policy(
-            e.policy, spec, puzzles, step_cost=step_cost, max_cycles=max_cycles,
+            e.policy,
+            spec,
+            puzzles,
+            step_cost=step_cost,
+            max_cycles=max_cycles,
             reasoner=e.reasoner if e.reasoner is not None else reasoner,
-            batch_size=batch_size, progress=progress,
+            batch_size=batch_size,
+            progress=progress,
         )  # fmt: skip
         for e in entries
     ]
@@ -238,7 +243,9 @@ def run_frontier(
         for e, r, f in zip(entries, results, front, strict=True)
     ]
     if oracle is not None:
-        points.append(FrontierPoint("oracle", "", oracle_result(oracle, puzzles, step_cost, max_cycles)))
+        points.append(
+            FrontierPoint("oracle", "", oracle_result(oracle, puzzles, step_cost, max_cycles))
+        )
     return points
 
 
@@ -308,7 +315,8 @@ def plot_frontier(
         ax.scatter(xs, ys, marker=marker, color=color, s=90 if family == "oracle" else 36,
                    label=label, zorder=3, edgecolors="black", linewidths=0.4)  # fmt: skip
     front = sorted(
-        (p for p in points if p.on_frontier), key=lambda p: (p.result.mean_cycles, p.result.exact_accuracy)
+        (p for p in points if p.on_frontier),
+        key=lambda p: (p.result.mean_cycles, p.result.exact_accuracy),
     )
     if front:
         ax.plot(
@@ -365,7 +373,9 @@ def _floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
     return values
 
 
@@ -373,7 +383,9 @@ def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     return values
 
 
@@ -381,16 +393,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hrm frontier``."""
     parser.add_argument("task", help="task name: sudoku, maze (or sudoku-mini)")
     model = parser.add_argument_group("model")
-    model.add_argument("--checkpoint", default=None,
-                       help="checkpoint stem (default: the shipped checkpoint of the task)")
+    model.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint stem (default: the shipped checkpoint of the task)",
+    )
     model.add_argument("--preset", default=None,
                        help="use a random-init model of this preset instead of a checkpoint "
                        "(tiny: a smoke test in seconds)")  # fmt: skip
     model.add_argument("--device", default="cpu", help="torch device of the model")
     model.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     data = parser.add_argument_group("puzzles and env")
-    data.add_argument("--data", default=None,
-                      help="puzzle file (CSV / .txt); default: the task's held-out test set")
+    data.add_argument(
+        "--data",
+        default=None,
+        help="puzzle file (CSV / .txt); default: the task's held-out test set",
+    )
     data.add_argument("--n", type=int, default=500, help="puzzles to evaluate (default 500)")
     data.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
     data.add_argument("--max-cycles", type=int, default=None,
@@ -401,20 +419,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="cache of the held-out cycles (.npz): read if it holds these puzzles, "
                       "else recorded and written there")  # fmt: skip
     sweep = parser.add_argument_group("policies")
-    sweep.add_argument("--thresholds", type=_floats, default=list(DEFAULT_THRESHOLDS),
-                       help="confidence thresholds, comma-separated")
-    sweep.add_argument("--stable", type=_ints, default=list(DEFAULT_STABLE),
-                       help="answer-stable cycle counts m, comma-separated")
-    sweep.add_argument("--policies", nargs="*", default=[], metavar="[ALGO:]PATH",
-                       help="trained stable-baselines3 models (.zip), e.g. ppo:runs/x/policy.zip "
-                       "(the algorithm is read from the file when not given)")
-    sweep.add_argument("--qhead-ft", default=None, metavar="STEM",
-                       help="a Q-head fine-tuned checkpoint of the same model (hrm_agent.qhead)")
-    sweep.add_argument("--finetune-q", type=int, default=0, metavar="STEPS",
-                       help="fine-tune the Q head for this many steps on fresh training puzzles "
-                       "and add it as q-head-ft (0: off)")
-    sweep.add_argument("--finetune-puzzles", type=int, default=1024,
-                       help="training puzzles for --finetune-q (default 1024)")
+    sweep.add_argument(
+        "--thresholds",
+        type=_floats,
+        default=list(DEFAULT_THRESHOLDS),
+        help="confidence thresholds, comma-separated",
+    )
+    sweep.add_argument(
+        "--stable",
+        type=_ints,
+        default=list(DEFAULT_STABLE),
+        help="answer-stable cycle counts m, comma-separated",
+    )
+    sweep.add_argument(
+        "--policies",
+        nargs="*",
+        default=[],
+        metavar="[ALGO:]PATH",
+        help="trained stable-baselines3 models (.zip), e.g. ppo:runs/x/policy.zip "
+        "(the algorithm is read from the file when not given)",
+    )
+    sweep.add_argument(
+        "--qhead-ft",
+        default=None,
+        metavar="STEM",
+        help="a Q-head fine-tuned checkpoint of the same model (hrm_agent.qhead)",
+    )
+    sweep.add_argument(
+        "--finetune-q",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="fine-tune the Q head for this many steps on fresh training puzzles "
+        "and add it as q-head-ft (0: off)",
+    )
+    sweep.add_argument(
+        "--finetune-puzzles",
+        type=int,
+        default=1024,
+        help="training puzzles for --finetune-q (default 1024)",
+    )
     sweep.add_argument("--finetune-recording", default=None, metavar="FILE",
                        help="train --finetune-q on this recording of training puzzles (e.g. "
                        "the one examples/sb3_halting.py writes) instead of running the model")  # fmt: skip
@@ -476,9 +520,7 @@ def _same_backbone(a: Any, b: Any) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     if set(sa) != set(sb):
         return False
-    return all(
-        k.startswith("q_head.") or torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
-    )
+    return all(k.startswith("q_head.") or torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -531,7 +531,11 @@ def evaluate_policy(
     n = len(puzzles)
     if n == 0:
         raise ValueError("puzzles is empty: nothing to evaluate")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     rows = min(int(batch_size), n)
     if isinstance(task, (str, Task)):
@@ -983,4 +987,3 @@ def write_puzzle_csv(task: str | Task, puzzles: PuzzleBatch, path: str | os.Path
     else:
         raise ValueError(f"no CSV format for task {spec.name!r}")
     return path
-

@@ -318,7 +318,9 @@ def finetune_q_head(
     if recording is None:
         assert puzzles is not None
         reasoner = TorchReasoner(tuned, spec.name)
-        transitions, recording = collect_transitions(reasoner, puzzles, max_cycles, progress=progress)
+        transitions, recording = collect_transitions(
+            reasoner, puzzles, max_cycles, progress=progress
+        )
     else:
         if recording.task != spec.name:
             raise ValueError(f"the recording is of task {recording.task!r}, not {spec.name!r}")

@@ -106,8 +106,17 @@ the task, halt_exploration and ema from the TrainConfig)."""
 # Fields that may differ between a run and its resumption: they change how a run is watched or
 # where it runs, not the sequence of updates.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "eval_every", "eval_size", "checkpoint_every", "log_every", "out_dir", "device",
-     "compile", "progress"}
+    {
+        "steps",
+        "eval_every",
+        "eval_size",
+        "checkpoint_every",
+        "log_every",
+        "out_dir",
+        "device",
+        "compile",
+        "progress",
+    }
 )
 
 
@@ -347,9 +356,7 @@ class Trainer:
             variant here (e.g. easier puzzles of the same domain).
     """
 
-    def __init__(
-        self, config: TrainConfig, resume: bool = False, task: Task | None = None
-    ) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, task: Task | None = None) -> None:
         self.config = config
         self.task = get_task(config.task) if task is None else task
         if self.task.name != config.task or self.task.seq_len != get_task(config.task).seq_len:
@@ -389,9 +396,7 @@ class Trainer:
         )
         self.ema_state: dict[str, torch.Tensor] | None = None
         if config.ema > 0:
-            self.ema_state = {
-                k: v.detach().clone() for k, v in self.model.named_parameters()
-            }
+            self.ema_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
         self.step = 0
         self.train_seconds = 0.0
         self.last_eval: dict[str, Any] | None = None
@@ -426,7 +431,9 @@ class Trainer:
             return c.lr
         span = max(1, c.steps - c.lr_warmup_steps)
         progress = min(1.0, (step + 1 - c.lr_warmup_steps) / span)
-        return c.lr * (c.lr_min_ratio + (1 - c.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return c.lr * (
+            c.lr_min_ratio + (1 - c.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        )
 
     def _draw_min_segments(self, n: int) -> np.ndarray:
         """Per-puzzle minimum segments: 1, or with the exploration probability U[2, max]."""
@@ -653,9 +660,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         if not self.state_path.is_file():
-            raise FileNotFoundError(
-                f"nothing to resume: no trainer state at {self.state_path}"
-            )
+            raise FileNotFoundError(f"nothing to resume: no trainer state at {self.state_path}")
         state = load_trainer_state(self.state_path)
         if state.get("format") != TRAINER_STATE_FORMAT:
             raise ValueError(f"{self.state_path} is not an hrm trainer state")
@@ -669,12 +674,16 @@ class Trainer:
         changed = sorted(k for k in now if now[k] != saved[k] and k not in RESUMABLE_CHANGES)
         if changed:
             details = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
-            raise ValueError(f"cannot resume {self.out_dir} with a different run config ({details})")
+            raise ValueError(
+                f"cannot resume {self.out_dir} with a different run config ({details})"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(f"trainer state {self.state_path} does not fit the model: {err}") from err
+            raise ValueError(
+                f"trainer state {self.state_path} does not fit the model: {err}"
+            ) from err
         if self.ema_state is not None:
             self.ema_state = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.step = int(state["step"])
@@ -799,12 +808,27 @@ class _Window:
 
 
 TRAIN_COLUMNS = (
-    "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "accuracy", "exact_accuracy",
-    "q_halt_accuracy", "mean_segments", "lr", "samples_per_s",
+    "step",
+    "loss",
+    "lm_loss",
+    "q_halt_loss",
+    "q_continue_loss",
+    "accuracy",
+    "exact_accuracy",
+    "q_halt_accuracy",
+    "mean_segments",
+    "lr",
+    "samples_per_s",
 )
 EVAL_COLUMNS = (
-    "step", "exact_accuracy", "cell_accuracy", "q_exact_accuracy", "q_cell_accuracy",
-    "q_mean_cycles", "max_cycles", "n",
+    "step",
+    "exact_accuracy",
+    "cell_accuracy",
+    "q_exact_accuracy",
+    "q_cell_accuracy",
+    "q_mean_cycles",
+    "max_cycles",
+    "n",
 )
 
 
@@ -832,8 +856,11 @@ class _Logger:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(
-                total=trainer.config.steps, initial=start, desc=f"train {trainer.task.name}",
-                unit="step", dynamic_ncols=True,
+                total=trainer.config.steps,
+                initial=start,
+                desc=f"train {trainer.task.name}",
+                unit="step",
+                dynamic_ncols=True,
             )
 
     def train_row(self, step: int, row: dict[str, float]) -> None:
@@ -933,63 +960,115 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default=d.preset, help=f"HRM preset: {', '.join(PRESETS)}")
     for name, kind in (
-        ("hidden_size", int), ("num_heads", int), ("h_layers", int), ("l_layers", int),
-        ("h_cycles", int), ("l_cycles", int), ("max_segments", int), ("expansion", float),
+        ("hidden_size", int),
+        ("num_heads", int),
+        ("h_layers", int),
+        ("l_layers", int),
+        ("h_cycles", int),
+        ("l_cycles", int),
+        ("max_segments", int),
+        ("expansion", float),
         ("multiple_of", int),
     ):
         model.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=None,
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=None,
             help=f"override the preset's {name}",
         )
-    model.add_argument("--gradient", choices=("one-step", "last-cycle"), default=None,
-                       help="gradient mode (default: the preset's, one-step)")
-    model.add_argument("--mixer", choices=("attention", "mlp"), default=None,
-                       help="token mixer (default: attention)")
-    model.add_argument("--loss", choices=("stablemax", "softmax"), default=None,
-                       help="cell loss (default: stablemax)")
+    model.add_argument(
+        "--gradient",
+        choices=("one-step", "last-cycle"),
+        default=None,
+        help="gradient mode (default: the preset's, one-step)",
+    )
+    model.add_argument(
+        "--mixer",
+        choices=("attention", "mlp"),
+        default=None,
+        help="token mixer (default: attention)",
+    )
+    model.add_argument(
+        "--loss",
+        choices=("stablemax", "softmax"),
+        default=None,
+        help="cell loss (default: stablemax)",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--difficulty", default=None, help="tier of the training puzzles")
-    data.add_argument("--train-size", type=int, default=None,
-                      help="fixed set of N puzzles augmented on the fly (default: stream fresh)")
+    data.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="fixed set of N puzzles augmented on the fly (default: stream fresh)",
+    )
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, default=d.steps, help="training steps (segments)")
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     opt.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     opt.add_argument("--warmup", type=int, default=d.lr_warmup_steps, help="warmup steps")
-    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
-                     help="after warmup: constant or cosine")
-    opt.add_argument("--lr-min-ratio", type=float, default=d.lr_min_ratio,
-                     help="cosine: final lr / peak lr")
+    opt.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=d.lr_schedule,
+        help="after warmup: constant or cosine",
+    )
+    opt.add_argument(
+        "--lr-min-ratio", type=float, default=d.lr_min_ratio, help="cosine: final lr / peak lr"
+    )
     opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW decay")
     opt.add_argument("--beta1", type=float, default=d.betas[0], help="AdamW beta1")
     opt.add_argument("--beta2", type=float, default=d.betas[1], help="AdamW beta2")
     opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 = off")
-    opt.add_argument("--halt-exploration", type=float, default=d.halt_exploration_prob,
-                     help="ACT exploration probability")
+    opt.add_argument(
+        "--halt-exploration",
+        type=float,
+        default=d.halt_exploration_prob,
+        help="ACT exploration probability",
+    )
     opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--out-dir", default=None,
-                           help="output folder (default: runs/TASK-PRESET)")
+    run_group.add_argument(
+        "--out-dir", default=None, help="output folder (default: runs/TASK-PRESET)"
+    )
     run_group.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
     run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     run_group.add_argument("--compile", action="store_true", help="torch.compile the model")
     run_group.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest for small "
         "models on a busy machine)",
     )
-    run_group.add_argument("--eval-every", type=int, default=d.eval_every,
-                           help="evaluate every N steps (0: at the end only)")
-    run_group.add_argument("--eval-size", type=int, default=d.eval_size,
-                           help="test puzzles per evaluation")
-    run_group.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                           help="save every N steps (0: at the end only)")
+    run_group.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="evaluate every N steps (0: at the end only)",
+    )
+    run_group.add_argument(
+        "--eval-size", type=int, default=d.eval_size, help="test puzzles per evaluation"
+    )
+    run_group.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help="save every N steps (0: at the end only)",
+    )
     run_group.add_argument("--log-every", type=int, default=d.log_every, help="log every N steps")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run_group.add_argument("--resume", action="store_true",
-                           help="continue the run in --out-dir from its last checkpoint")
-    run_group.add_argument("--stop-at", type=int, default=None,
-                           help="stop (and save) after this many steps; resume later")
+    run_group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out-dir from its last checkpoint",
+    )
+    run_group.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop (and save) after this many steps; resume later",
+    )
     run_group.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

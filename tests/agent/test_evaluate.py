@@ -200,14 +200,16 @@ def test_solve_returns_what_evaluate_reads_out(mini_checkpoint, halt):
     np.testing.assert_array_equal(answers, expected)
     # Strings, single grids and small batches give the same answers.
     strings = [sudoku.format(q) for q in batch.inputs[:3]]
-    as_strings = solve(strings, task="sudoku-mini", checkpoint=mini_checkpoint, halt=halt,
-                       batch_size=2)
+    as_strings = solve(
+        strings, task="sudoku-mini", checkpoint=mini_checkpoint, halt=halt, batch_size=2
+    )
     np.testing.assert_array_equal(as_strings, expected[:3])
     one = solve(strings[0], task="sudoku-mini", checkpoint=mini_checkpoint, halt=halt)
     assert one.shape == (16,)
     np.testing.assert_array_equal(one, expected[0])
-    grid = solve(batch.inputs[1].reshape(4, 4), task="sudoku-mini", checkpoint=mini_checkpoint,
-                 halt=halt)
+    grid = solve(
+        batch.inputs[1].reshape(4, 4), task="sudoku-mini", checkpoint=mini_checkpoint, halt=halt
+    )
     np.testing.assert_array_equal(grid, expected[1])
 
 

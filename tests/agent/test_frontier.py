@@ -95,7 +95,9 @@ def test_the_plot_marks_the_frontier(scripted, tmp_path):
     points = run_frontier(reasoner, TASK, puzzles, entries, max_cycles=4)
     fig = plot_frontier(points, tmp_path / "f.png", title="t")
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    front = sorted((p.result.mean_cycles, 100 * p.result.exact_accuracy) for p in points if p.on_frontier)
+    front = sorted(
+        (p.result.mean_cycles, 100 * p.result.exact_accuracy) for p in points if p.on_frontier
+    )
     assert "Pareto frontier" in lines
     drawn = lines["Pareto frontier"]
     np.testing.assert_allclose(drawn.get_xdata(), [x for x, _ in front])
@@ -114,7 +116,9 @@ def test_hrm_frontier_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
 
     # A briefly trained policy to put on the frontier next to the baselines.
     venv = HRMVecEnv.make("sudoku", num_envs=2, reasoner=ScriptedReasoner("sudoku"), max_cycles=3)
-    dqn = sb3.DQN("MultiInputPolicy", venv, learning_starts=10, buffer_size=100, seed=0, device="cpu")
+    dqn = sb3.DQN(
+        "MultiInputPolicy", venv, learning_starts=10, buffer_size=100, seed=0, device="cpu"
+    )
     dqn.learn(20)
     dqn.save(tmp_path / "dqn.zip")
     venv.close()
@@ -157,12 +161,16 @@ def test_hrm_frontier_reuses_a_recording(tmp_path, capsys):
     assert "recording 5 puzzles" in capsys.readouterr().err
     assert hrm([*args, "--out", str(tmp_path / "b")]) == 0
     assert "using the recorded cycles" in capsys.readouterr().err
-    assert (tmp_path / "a" / "frontier.csv").read_text() == (tmp_path / "b" / "frontier.csv").read_text()
+    assert (tmp_path / "a" / "frontier.csv").read_text() == (
+        tmp_path / "b" / "frontier.csv"
+    ).read_text()
     assert not (tmp_path / "b" / "frontier.png").exists()
 
 
 def test_hrm_frontier_reports_bad_arguments(tmp_path, capsys):
-    code = hrm(["frontier", "sudoku", "--preset", "tiny", "--checkpoint", "x", "--out", str(tmp_path)])
+    code = hrm(
+        ["frontier", "sudoku", "--preset", "tiny", "--checkpoint", "x", "--out", str(tmp_path)]
+    )
     assert code == 2
     assert "either --preset or --checkpoint" in capsys.readouterr().err
     code = hrm(["frontier", "chess", "--preset", "tiny", "--out", str(tmp_path)])

@@ -58,7 +58,9 @@ def obs_batch(cycle, prediction=None, q=None, S=16):
     B = len(cycle)
     return {
         "puzzle": np.zeros((B, S), dtype=np.uint8),
-        "prediction": np.zeros((B, S), np.uint8) if prediction is None else np.asarray(prediction, np.uint8),
+        "prediction": np.zeros((B, S), np.uint8)
+        if prediction is None
+        else np.asarray(prediction, np.uint8),
         "confidence": np.full((B, S), 0.5, dtype=np.float32),
         "q": np.zeros((B, 2), np.float32) if q is None else np.asarray(q, np.float32),
         "cycle": cycle,
@@ -66,7 +68,12 @@ def obs_batch(cycle, prediction=None, q=None, S=16):
 
 
 def test_baselines_implement_the_protocol():
-    for policy in (QHeadPolicy(), FixedCyclesPolicy(2), ConfidencePolicy(0.9, TASK), StablePolicy(1)):
+    for policy in (
+        QHeadPolicy(),
+        FixedCyclesPolicy(2),
+        ConfidencePolicy(0.9, TASK),
+        StablePolicy(1),
+    ):
         assert isinstance(policy, HaltingPolicy)
         assert policy.name
 
@@ -106,7 +113,9 @@ def test_q_head_halts_when_q_halt_exceeds_q_continue(puzzles):
     # Cycle 2 ties (0 vs 0): a tie is not "greater", so the policy halts on cycle 3.
     q = np.array([[-1.0, 0.0], [0.0, 0.0], [0.5, 0.0], [-2.0, 0.0]])
     reasoner = ScriptedReasoner(TASK, q=q, solve_at=1)
-    result = evaluate_policy(QHeadPolicy(), TASK, puzzles, max_cycles=6, reasoner=reasoner, batch_size=4)
+    result = evaluate_policy(
+        QHeadPolicy(), TASK, puzzles, max_cycles=6, reasoner=reasoner, batch_size=4
+    )
     assert (result.cycles == 3).all()
 
 
@@ -172,7 +181,9 @@ STABLE_SCRIPT = np.repeat(np.array([1, 2, 2, 2, 3, 3, 3, 3])[:, None], 16, axis=
 @pytest.mark.parametrize("m, cycle", [(1, 3), (2, 4), (3, 8), (4, 9), (9, 10)])
 def test_stable_halts_after_m_unchanged_cycles(puzzles, m, cycle):
     reasoner = ScriptedReasoner(TASK, answers=STABLE_SCRIPT)
-    result = evaluate_policy(StablePolicy(m), TASK, puzzles, max_cycles=10, reasoner=reasoner, batch_size=3)
+    result = evaluate_policy(
+        StablePolicy(m), TASK, puzzles, max_cycles=10, reasoner=reasoner, batch_size=3
+    )
     assert (result.cycles == cycle).all()
 
 
@@ -180,7 +191,9 @@ def test_stable_memory_resets_across_episodes_on_the_batched_env(puzzles):
     # The answer never changes, not even across puzzles: a memory that leaked from one episode
     # into the next would see it "unchanged" from cycle 1 on and halt there.
     reasoner = ScriptedReasoner(TASK, answers=np.full((1, 16), 5))
-    result = evaluate_policy(StablePolicy(2), TASK, puzzles, max_cycles=6, reasoner=reasoner, batch_size=2)
+    result = evaluate_policy(
+        StablePolicy(2), TASK, puzzles, max_cycles=6, reasoner=reasoner, batch_size=2
+    )
     assert (result.cycles == 3).all()
 
 
@@ -220,7 +233,9 @@ def test_evaluate_policy_matches_a_hand_computation(puzzles, batch_size):
     assert fixed.mean_return == pytest.approx(3 / 7 - 0.2)
 
     # The Q head halts one cycle after solving, or at the limit: cycles 2, 3, 4, 5, 5, 5, 5.
-    qhead = evaluate_policy(QHeadPolicy(), TASK, puzzles, step_cost, max_cycles, reasoner, batch_size)
+    qhead = evaluate_policy(
+        QHeadPolicy(), TASK, puzzles, step_cost, max_cycles, reasoner, batch_size
+    )
     cycles = np.minimum(s + 1, max_cycles)
     solved = cycles >= s
     np.testing.assert_array_equal(qhead.cycles, cycles)
@@ -375,8 +390,12 @@ def test_sb3_policy_round_trips_save_and_load(puzzles, tmp_path, algo):
         obs, *_ = venv.step(actions)
     venv.close()
 
-    a = evaluate_policy(original, TASK, puzzles, max_cycles=4, reasoner=ScriptedReasoner(TASK, solve_at=2))
-    b = evaluate_policy(loaded, TASK, puzzles, max_cycles=4, reasoner=ScriptedReasoner(TASK, solve_at=2))
+    a = evaluate_policy(
+        original, TASK, puzzles, max_cycles=4, reasoner=ScriptedReasoner(TASK, solve_at=2)
+    )
+    b = evaluate_policy(
+        loaded, TASK, puzzles, max_cycles=4, reasoner=ScriptedReasoner(TASK, solve_at=2)
+    )
     np.testing.assert_array_equal(a.cycles, b.cycles)
     assert b.policy == f"{algo}:policy"
 

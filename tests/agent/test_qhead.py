@@ -87,7 +87,9 @@ def tiny_model():
 
 def test_finetuning_changes_only_the_q_head_and_lowers_its_loss(tiny_model):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    result = finetune_q_head(tiny_model, TASK, steps=40, n_puzzles=24, max_cycles=4, batch_size=8, lr=1e-2)
+    result = finetune_q_head(
+        tiny_model, TASK, steps=40, n_puzzles=24, max_cycles=4, batch_size=8, lr=1e-2
+    )
     for k, v in tiny_model.state_dict().items():  # the given model is left as it was
         assert torch.equal(v, before[k]), k
     tuned = result.model.state_dict()

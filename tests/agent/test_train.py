@@ -83,8 +83,15 @@ def test_learning_rate_warms_up_linearly_then_follows_the_schedule(tmp_path):
     constant = Trainer(tiny(tmp_path, "c", lr=1.0, lr_warmup_steps=4, steps=20))
     assert [constant.lr_at(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     cosine = Trainer(
-        tiny(tmp_path, "k", lr=1.0, lr_warmup_steps=4, steps=20, lr_schedule="cosine",
-             lr_min_ratio=0.1)
+        tiny(
+            tmp_path,
+            "k",
+            lr=1.0,
+            lr_warmup_steps=4,
+            steps=20,
+            lr_schedule="cosine",
+            lr_min_ratio=0.1,
+        )
     )
     assert cosine.lr_at(3) == 1.0
     assert cosine.lr_at(19) == pytest.approx(0.1)  # the last update reaches the floor
@@ -97,9 +104,7 @@ def test_learning_rate_warms_up_linearly_then_follows_the_schedule(tmp_path):
 def test_every_puzzle_runs_its_minimum_then_is_replaced_with_a_fresh_carry(tmp_path):
     # Exploration 1 and max_segments 2: every minimum is drawn from [2, 2], so each puzzle
     # runs exactly two segments whatever the Q head says, then all rows are replaced.
-    trainer = Trainer(
-        tiny(tmp_path, halt_exploration_prob=1.0, overrides={"max_segments": 2})
-    )
+    trainer = Trainer(tiny(tmp_path, halt_exploration_prob=1.0, overrides={"max_segments": 2}))
     first = trainer.batch.inputs.copy()
     assert trainer.batch.min_segments.tolist() == [2] * 8
     trainer.train_step()
@@ -186,8 +191,10 @@ def test_n_steps_resume_n_steps_equals_2n_straight(tmp_path, changes):
     for name in sa:
         assert torch.equal(sa[name], sb[name]), name
     # The CSV log of the split run has each logged step once, in order.
-    steps = [int(line.split(",")[0]) for line in
-             (Path(split.out_dir) / "train.csv").read_text().splitlines()[1:]]
+    steps = [
+        int(line.split(",")[0])
+        for line in (Path(split.out_dir) / "train.csv").read_text().splitlines()[1:]
+    ]
     assert steps == [2, 4, 6, 8, 10, 12]
 
 
@@ -215,22 +222,65 @@ def test_corrupt_trainer_state_gives_a_clear_error(tmp_path):
 # ---------------------------------------------------------------------- torchrun
 def test_two_process_torchrun_agrees_with_one_process(tmp_path):
     args = [
-        "sudoku-mini", "--preset", "tiny", "--batch-size", "8", "--steps", "8", "--lr", "3e-3",
-        "--warmup", "2", "--eval-size", "8", "--log-every", "2", "--no-progress",
-        "--halt-exploration", "0.5", "--max-segments", "3",
+        "sudoku-mini",
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--steps",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "2",
+        "--eval-size",
+        "8",
+        "--log-every",
+        "2",
+        "--no-progress",
+        "--halt-exploration",
+        "0.5",
+        "--max-segments",
+        "3",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     distributed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--standalone", "-m", "hrm_agent.train", *args,
-         "--out-dir", str(tmp_path / "ddp"), "--threads", "1"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            "-m",
+            "hrm_agent.train",
+            *args,
+            "--out-dir",
+            str(tmp_path / "ddp"),
+            "--threads",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert distributed.returncode == 0, distributed.stderr[-3000:]
     single = subprocess.run(
-        [sys.executable, "-m", "hrm_agent.train", *args, "--out-dir", str(tmp_path / "one"),
-         "--threads", "1"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hrm_agent.train",
+            *args,
+            "--out-dir",
+            str(tmp_path / "one"),
+            "--threads",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert single.returncode == 0, single.stderr[-3000:]
 
@@ -255,17 +305,37 @@ def write_mini_csv(path: Path, n: int, seed: int) -> None:
 
 def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = cli.main([
-        "train", "sudoku-mini", "--preset", "tiny", "--steps", "4", "--batch-size", "4",
-        "--eval-size", "8", "--log-every", "2", "--out-dir", str(out), "--no-progress",
-        "--h-cycles", "1", "--max-segments", "3", "--json", "--threads", "1",
-    ])
+    rc = cli.main(
+        [
+            "train",
+            "sudoku-mini",
+            "--preset",
+            "tiny",
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--eval-size",
+            "8",
+            "--log-every",
+            "2",
+            "--out-dir",
+            str(out),
+            "--no-progress",
+            "--h-cycles",
+            "1",
+            "--max-segments",
+            "3",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 4 and summary["task"] == "sudoku-mini"
     assert summary["eval"]["n"] == 8
-    for name in ("model.safetensors", "model.json", "model.trainer.pt", "train.csv",
-                 "eval.csv"):
+    for name in ("model.safetensors", "model.json", "model.trainer.pt", "train.csv", "eval.csv"):
         assert (out / name).is_file(), name
     assert any((out / "tb").iterdir())  # TensorBoard event file
     meta = json.loads((out / "model.json").read_text())
@@ -273,24 +343,56 @@ def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     for key in ("preset", "train_config", "steps", "minutes", "device", "eval"):
         assert key in meta["meta"], key
     header = (out / "train.csv").read_text().splitlines()[0].split(",")
-    assert {"step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "accuracy",
-            "exact_accuracy", "mean_segments", "lr", "samples_per_s"} <= set(header)
+    assert {
+        "step",
+        "loss",
+        "lm_loss",
+        "q_halt_loss",
+        "q_continue_loss",
+        "accuracy",
+        "exact_accuracy",
+        "mean_segments",
+        "lr",
+        "samples_per_s",
+    } <= set(header)
 
     data = tmp_path / "mini.csv"
     write_mini_csv(data, 10, seed=3)
-    rc = cli.main(["eval", "sudoku-mini", "--data", str(data), "--checkpoint", str(out / "model"),
-                   "--json", "--limit", "6", "--batch-size", "4"])
+    rc = cli.main(
+        [
+            "eval",
+            "sudoku-mini",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(out / "model"),
+            "--json",
+            "--limit",
+            "6",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("task", "n", "exact_accuracy", "cell_accuracy", "mean_cycles", "seconds",
-                "accuracy_per_cycle", "q_halting"):
+    for key in (
+        "task",
+        "n",
+        "exact_accuracy",
+        "cell_accuracy",
+        "mean_cycles",
+        "seconds",
+        "accuracy_per_cycle",
+        "q_halting",
+    ):
         assert key in result, key
     assert result["n"] == 6 and len(result["accuracy_per_cycle"]) == 3  # N=1, 3 segments
     assert result["mean_cycles"] == 3.0
     assert 0.0 <= result["q_halting"]["mean_cycles"] <= 3.0
 
-    rc = cli.main(["eval", "sudoku-mini", "--checkpoint", str(out / "model"), "--limit", "4",
-                   "--halt", "q"])
+    rc = cli.main(
+        ["eval", "sudoku-mini", "--checkpoint", str(out / "model"), "--limit", "4", "--halt", "q"]
+    )
     assert rc == 0
     table = capsys.readouterr().out
     assert "Q head" in table and "test set" in table
@@ -316,19 +418,49 @@ def test_eval_command_errors_are_clear(tmp_path, capsys):
 
     bad = tmp_path / "bad.txt"
     bad.write_text("12345\n")
-    assert cli.main(["eval", "sudoku-mini", "--data", str(bad),
-                     "--checkpoint", str(out / "model")]) == 2
+    assert (
+        cli.main(["eval", "sudoku-mini", "--data", str(bad), "--checkpoint", str(out / "model")])
+        == 2
+    )
     assert capsys.readouterr().err.startswith("hrm eval: error:")
 
 
 def test_train_command_errors_are_clear(tmp_path, capsys):
     assert cli.main(["train", "chess", "--out-dir", str(tmp_path / "x")]) == 2
     assert "unknown task" in capsys.readouterr().err
-    assert cli.main(["train", "sudoku-mini", "--preset", "tiny", "--resume",
-                     "--out-dir", str(tmp_path / "y"), "--no-progress"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "sudoku-mini",
+                "--preset",
+                "tiny",
+                "--resume",
+                "--out-dir",
+                str(tmp_path / "y"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "nothing to resume" in capsys.readouterr().err
-    assert cli.main(["train", "sudoku-mini", "--preset", "tiny", "--gradient", "one-step",
-                     "--h-cycles", "0", "--out-dir", str(tmp_path / "z")]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "sudoku-mini",
+                "--preset",
+                "tiny",
+                "--gradient",
+                "one-step",
+                "--h-cycles",
+                "0",
+                "--out-dir",
+                str(tmp_path / "z"),
+            ]
+        )
+        == 2
+    )
     assert "h_cycles" in capsys.readouterr().err
 
 
