@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algo", choices=sorted(ALGOS), default="ppo")
     p.add_argument("--task", default="sudoku", help="sudoku, maze or sudoku-mini")
     p.add_argument("--latent", action="store_true", help="observe the pooled z_H too")
+    p.add_argument("--difficulty", default=None,
+                   help="tier of the training puzzles (default: the task's)")  # fmt: skip
+    p.add_argument("--data", default=None,
+                   help="held-out puzzle file (CSV/.txt; default: the task's test set)")  # fmt: skip
     p.add_argument("--timesteps", type=int, default=100_000, help="env steps to train")
     p.add_argument("--n-envs", type=int, default=16, help="rows of the batched env")
     p.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
@@ -162,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         args.max_cycles = model_max_cycles(reasoner)
     env_kwargs = {"step_cost": args.step_cost, "max_cycles": args.max_cycles, "latent": args.latent}
 
-    # Held-out puzzles: the task's test set, recorded once for EvalCallback and the final table.
-    heldout = spec.test_set()[: args.eval_puzzles]
+    # Held-out puzzles (the task's test set or --data), recorded once for EvalCallback and the
+    # final table.
+    heldout = (spec.load(args.data) if args.data else spec.test_set())[: args.eval_puzzles]
     heldout_model = load_or_record(out / "heldout_cycles.npz", reasoner, heldout,
                                    args.max_cycles, source="held-out")  # fmt: skip
     heldout_csv = write_puzzle_csv(spec, heldout, out / "heldout.csv")
@@ -173,14 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     if args.replay > 0:
         # Training puzzles are fresh draws from the task's generator, never the test set.
-        train = spec.sample(np.random.default_rng([args.seed, 7]), args.replay)
+        train = spec.sample(np.random.default_rng([args.seed, 7]), args.replay, args.difficulty)
         train_model = load_or_record(out / "train_cycles.npz", reasoner, train,
                                      args.max_cycles, source="training")  # fmt: skip
         train_env = HRMVecEnv.make(spec.name, args.n_envs, reasoner=train_model,
                                    dataset=write_puzzle_csv(spec, train, out / "train.csv"),
                                    **env_kwargs)  # fmt: skip
     else:
-        train_env = HRMVecEnv.make(spec.name, args.n_envs, reasoner=reasoner, **env_kwargs)
+        train_env = HRMVecEnv.make(spec.name, args.n_envs, reasoner=reasoner,
+                                   difficulty=args.difficulty, **env_kwargs)  # fmt: skip
     record_cpu = time.process_time() - cpu_start
     train_env.seed(args.seed)
     venv = VecMonitor(train_env)
