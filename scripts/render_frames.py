@@ -1,6 +1,6 @@
 """Save one rendered frame per domain from the shipped checkpoints (the README's pictures).
 
-    python scripts/render_frames.py [--out docs/figures] [--cycles 4]
+python scripts/render_frames.py [--out docs/figures] [--cycles 4]
 """
 
 from __future__ import annotations
