@@ -27,6 +27,8 @@ from types import ModuleType
 
 import numpy as np
 
+from hrm_env.puzzles._tokens import checked_tokens
+
 __all__ = [
     "SIDE",
     "SEQ_LEN",
@@ -549,14 +551,7 @@ def encode(grids: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: for values outside 0..5 or non-integer input.
     """
-    grids = np.asarray(grids)
-    if not np.issubdtype(grids.dtype, np.integer):
-        raise ValueError(f"maze grids must be integers, got dtype {grids.dtype}")
-    if grids.size and (grids.min() < 0 or grids.max() >= VOCAB_SIZE):
-        raise ValueError(
-            f"maze values must lie in 0..{VOCAB_SIZE - 1}, got {grids.min()}..{grids.max()}"
-        )
-    return grids.astype(np.int64)
+    return checked_tokens(grids, VOCAB_SIZE, "maze values", np.int64)
 
 
 def decode(tokens: np.ndarray) -> np.ndarray:
@@ -565,14 +560,7 @@ def decode(tokens: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: for tokens outside 0..5 or non-integer input.
     """
-    tokens = np.asarray(tokens)
-    if not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(f"maze tokens must be integers, got dtype {tokens.dtype}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= VOCAB_SIZE):
-        raise ValueError(
-            f"maze tokens must lie in 0..{VOCAB_SIZE - 1}, got {tokens.min()}..{tokens.max()}"
-        )
-    return tokens.astype(np.uint8)
+    return checked_tokens(tokens, VOCAB_SIZE, "maze tokens", np.uint8)
 
 
 # --------------------------------------------------------------------------- files

@@ -52,6 +52,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from hrm_env.puzzles._tokens import checked_tokens
+
 __all__ = [
     "VOCAB_SIZE",
     "SIZES",
@@ -1019,26 +1021,12 @@ def _generate_extreme(rng: np.random.Generator, n: int) -> SudokuSet:
 
 def encode(grids: np.ndarray) -> np.ndarray:
     """Grids (..., S) to model tokens (int64); the value is the token."""
-    grids = np.asarray(grids)
-    if grids.size and not np.issubdtype(grids.dtype, np.integer):
-        raise ValueError(f"grids must hold integers, got dtype {grids.dtype}")
-    if grids.size and (grids.min() < 0 or grids.max() >= VOCAB_SIZE):
-        raise ValueError(
-            f"grid values must be 0..{VOCAB_SIZE - 1}, got {grids.min()}..{grids.max()}"
-        )
-    return grids.astype(np.int64)
+    return checked_tokens(grids, VOCAB_SIZE, "grid values", np.int64)
 
 
 def decode(tokens: np.ndarray) -> np.ndarray:
     """Model tokens (..., S) back to uint8 grids; every token must be in 0..9."""
-    tokens = np.asarray(tokens)
-    if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(f"tokens must be integers, got dtype {tokens.dtype}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= VOCAB_SIZE):
-        raise ValueError(
-            f"Sudoku tokens must be 0..{VOCAB_SIZE - 1}, got {tokens.min()}..{tokens.max()}"
-        )
-    return tokens.astype(np.uint8)
+    return checked_tokens(tokens, VOCAB_SIZE, "Sudoku tokens", np.uint8)
 
 
 # --------------------------------------------------------------------------------------------
