@@ -364,6 +364,7 @@ class Trainer:
                 f"the given task {self.task.name!r} does not match config.task {config.task!r}"
             )
         self.world, self.device, self._owns_group = _init_world(config.device)
+        self._fit_finished = False
         if config.batch_size % self.world.size:
             raise ValueError(
                 f"batch_size {config.batch_size} must be divisible by the number of "
@@ -745,6 +746,7 @@ class Trainer:
             if self.world.is_main:
                 logger.eval_row(self.step, self.evaluate())
             self.save()
+            self._fit_finished = True
         finally:
             logger.close()
             self._logger = None
@@ -753,7 +755,16 @@ class Trainer:
     def close(self) -> None:
         """Leave the process group if this trainer joined it."""
         if self._owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+            # Rank 0 evaluates and writes the checkpoint after the last collective while the
+            # other ranks have nothing left to do. Tearing gloo down on one rank while a peer
+            # is still connected can abort the process ("terminate called without an active
+            # exception", seen once in CI), so every rank waits here for the others first.
+            # After a failure the peers may never arrive, so then we leave without waiting.
+            try:
+                if self._fit_finished:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
             self._owns_group = False
 
 
