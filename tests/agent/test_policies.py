@@ -330,20 +330,8 @@ def test_a_recording_replays_what_the_live_reasoner_gives(puzzles, tmp_path):
     assert not loaded.matches(puzzles[:3], 5)
 
 
-def make_tiny_reasoner(task):
-    torch = pytest.importorskip("torch")
-    from hrm_agent.config import HRMConfig
-    from hrm_agent.model import HRM
-    from hrm_agent.reasoner import TorchReasoner
-
-    torch.set_num_threads(1)
-    spec = get_task(task)
-    config = HRMConfig.preset("tiny", seq_len=spec.seq_len, vocab_size=spec.vocab_size)
-    return TorchReasoner(HRM(config, generator=torch.Generator().manual_seed(0)), task)
-
-
-def test_a_recording_of_a_torch_model_replays_it(puzzles):
-    live = make_tiny_reasoner(TASK)
+def test_a_recording_of_a_torch_model_replays_it(puzzles, tiny_reasoner):
+    live = tiny_reasoner(TASK)
     recording = RecordedReasoner.record(live, puzzles, cycles=4, batch_size=4)
     for policy in policies_for(TASK):
         a = evaluate_policy(policy, TASK, puzzles, 0.01, 4, live, batch_size=3)

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import make_tiny_reasoner
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
-def tiny_shipped_model(monkeypatch):
+def tiny_shipped_model(monkeypatch, tiny_reasoner):
     """Make ``load_pretrained`` (what the envs call without a reasoner) give a tiny model."""
     pytest.importorskip("torch")
     import hrm_agent
@@ -23,7 +21,7 @@ def tiny_shipped_model(monkeypatch):
 
     def fake(task, device="cpu", checkpoint=None):
         calls.append(task)
-        return make_tiny_reasoner(task)
+        return tiny_reasoner(task)
 
     monkeypatch.setattr(hrm_agent, "load_pretrained", fake, raising=False)
     return calls

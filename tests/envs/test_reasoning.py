@@ -17,8 +17,6 @@ import hrm_env
 from hrm_env.envs.reasoner import ScriptedReasoner
 from hrm_env.envs.reasoning import ReasoningEnv, read_answer
 
-from .conftest import make_tiny_reasoner
-
 ENV_IDS = {"sudoku": "HRM-Sudoku-v0", "maze": "HRM-Maze-v0", "sudoku-mini": "HRM-SudokuMini-v0"}
 
 # A valid 9x9 puzzle with a unique solution (a well-known one with 30 givens).
@@ -87,8 +85,8 @@ def test_sb3_check_env_passes_without_warning(task):
         check_env(env, warn=True)
 
 
-def test_check_env_with_a_real_model():
-    env = gym.make("HRM-SudokuMini-v0", reasoner=make_tiny_reasoner("sudoku-mini"), max_cycles=3)
+def test_check_env_with_a_real_model(tiny_reasoner):
+    env = gym.make("HRM-SudokuMini-v0", reasoner=tiny_reasoner("sudoku-mini"), max_cycles=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gym_check_env(env.unwrapped, skip_render_check=True)
@@ -232,9 +230,9 @@ def test_same_seed_gives_identical_trajectories(task):
     assert not np.array_equal(a[0][0]["puzzle"], c[0][0]["puzzle"])
 
 
-def test_same_seed_identical_with_a_real_model():
+def test_same_seed_identical_with_a_real_model(tiny_reasoner):
     def make():
-        return ReasoningEnv("sudoku", reasoner=make_tiny_reasoner("sudoku"), max_cycles=4)
+        return ReasoningEnv("sudoku", reasoner=tiny_reasoner("sudoku"), max_cycles=4)
 
     assert_same(rollout(make(), seed=3, n_steps=10), rollout(make(), seed=3, n_steps=10))
 

@@ -13,8 +13,6 @@ from hrm_env.envs.reasoner import ScriptedReasoner
 from hrm_env.envs.reasoning import ReasoningEnv
 from hrm_env.envs.vector import ReasoningVectorEnv
 
-from .conftest import make_tiny_reasoner
-
 
 class CountingReasoner:
     """Wraps a reasoner and counts its calls (and the batch each one saw)."""
@@ -111,10 +109,10 @@ def test_batched_env_equals_n_single_envs(task):
     assert sum(int(r[2].sum()) for r in ref[1:]) >= n
 
 
-def test_batched_env_equals_n_single_envs_with_a_real_model():
+def test_batched_env_equals_n_single_envs_with_a_real_model(tiny_reasoner):
     n, steps = 4, 10
     actions = (np.random.default_rng(2).random((steps, n)) < 0.3).astype(np.int64)
-    reasoner = make_tiny_reasoner("sudoku-mini")
+    reasoner = tiny_reasoner("sudoku-mini")
     ref = single_envs_reference("sudoku-mini", n, 5, actions, lambda: reasoner, max_cycles=4)
     got = batched("sudoku-mini", n, 5, actions, reasoner, max_cycles=4)
     compare(ref, got, exact=False)

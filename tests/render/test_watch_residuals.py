@@ -7,19 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hrm_agent import HRM, HRMConfig  # noqa: E402
 from hrm_agent.analysis import TracingReasoner  # noqa: E402
-from hrm_agent.reasoner import TorchReasoner  # noqa: E402
 from hrm_env.render.watch import watch  # noqa: E402
 
 
-def _tiny_reasoner() -> TorchReasoner:
-    config = HRMConfig.preset("tiny", seq_len=16, vocab_size=10)
-    return TorchReasoner(HRM(config, generator=torch.Generator().manual_seed(0)), "sudoku-mini")
-
-
-def test_tracing_reasoner_computes_the_same_cycles():
-    base = _tiny_reasoner()
+def test_tracing_reasoner_computes_the_same_cycles(tiny_reasoner):
+    base = tiny_reasoner("sudoku-mini")
     tracer = TracingReasoner.wrap(base)
     inputs = np.zeros((3, 16), dtype=np.uint8)
     inputs[:, 0] = [1, 2, 3]
@@ -46,7 +39,7 @@ def _frames(path):
     return frames
 
 
-def test_watch_draws_residual_traces_when_asked(tmp_path):
+def test_watch_draws_residual_traces_when_asked(tmp_path, tiny_reasoner):
     plain, traced = tmp_path / "plain.gif", tmp_path / "traced.gif"
     for path, residuals in ((plain, False), (traced, True)):
         code = watch(
@@ -55,7 +48,7 @@ def test_watch_draws_residual_traces_when_asked(tmp_path):
             save=path,
             episodes=1,
             fps=10,
-            reasoner=_tiny_reasoner(),
+            reasoner=tiny_reasoner("sudoku-mini"),
             max_cycles=4,
             residuals=residuals,
         )

@@ -1,4 +1,4 @@
-"""Shared fixtures of the environment tests: scripted and tiny random-init reasoners."""
+"""Shared by every test: headless SDL, and the ``tiny_reasoner`` factory fixture."""
 
 from __future__ import annotations
 
