@@ -219,6 +219,49 @@ def test_corrupt_trainer_state_gives_a_clear_error(tmp_path):
         Trainer(config, resume=True)
 
 
+def test_training_metrics_of_halted_puzzles_match_evaluate_on_frozen_weights(tmp_path):
+    # The per-step accuracy the trainer logs is measured on the puzzles that halt, in the
+    # middle of training. With the weights held still (lr ~ 0) it must equal what evaluate()
+    # gives for the same puzzles after the same number of segments, puzzle by puzzle summed.
+    # (With a real lr the logged figure runs above held-out accuracy: each puzzle has had a
+    # gradient step on every segment it lived through; scripts/train_metric_bias.py.)
+    # Half-trained weights, so that some puzzles come out right and some do not.
+    setting = dict(
+        difficulty="medium",
+        overrides={"mixer": "mlp", "h_cycles": 1, "l_cycles": 1, "loss": "softmax"},
+    )
+    teacher = Trainer(tiny(tmp_path, "teacher", batch_size=64, steps=150, **setting))
+    for _ in range(150):
+        teacher.train_step()
+    trainer = Trainer(
+        tiny(tmp_path, lr=1e-12, lr_warmup_steps=0, halt_exploration_prob=0.5, **setting)
+    )
+    trainer.model.load_state_dict(teacher.model.state_dict())
+    task = trainer.task
+    seen = {"accuracy": 0.0, "exact_accuracy": 0.0, "halted": 0.0}
+    expected = dict.fromkeys(seen, 0.0)
+    for _ in range(20):
+        inputs = trainer.batch.inputs.copy()
+        targets = trainer.batch.targets.copy()
+        ran = trainer.batch.segments + 1
+        metrics = trainer.train_step()
+        halted = trainer.batch.segments == 0  # halted rows were refilled with fresh puzzles
+        for key in seen:
+            seen[key] += metrics[key]
+        for k in np.unique(ran[halted]):
+            rows = halted & (ran == k)
+            batch = PuzzleBatch(inputs[rows], targets[rows], np.zeros(int(rows.sum())))
+            result = evaluate(trainer.model, task, batch, max_segments=int(k))
+            mask = task.cell_mask(batch.inputs)
+            right = (result.predictions == batch.targets) & mask
+            expected["accuracy"] += float((right.sum(1) / mask.sum(1)).sum())
+            expected["exact_accuracy"] += float(result.correct.sum())
+            expected["halted"] += int(rows.sum())
+    assert seen["halted"] >= 16 and 0 < seen["exact_accuracy"] < seen["halted"]
+    for key in seen:
+        assert seen[key] == pytest.approx(expected[key], abs=1e-4), key
+
+
 # ---------------------------------------------------------------------- torchrun
 def test_two_process_torchrun_agrees_with_one_process(tmp_path):
     args = [
