@@ -447,33 +447,6 @@ class _OrderedFeed:
         return p.inputs[k], p.targets[k], int(p.ratings[k])
 
 
-class _RowQueue:
-    """Stands in for one sub-environment's puzzle queue (``pop(rng)``, ``clear()``)."""
-
-    def __init__(self, feed: _OrderedFeed, row: int) -> None:
-        self.feed, self.row = feed, row
-
-    def pop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-        return self.feed.take(self.row)
-
-    def clear(self) -> None:
-        """The order is fixed: reseeding changes nothing."""
-
-
-def _install_feed(env: ReasoningVectorEnv, feed: _OrderedFeed) -> None:
-    # The batched env draws every (re)started row's puzzle from its per-row queue; replacing
-    # the queues makes it serve the evaluation set in order without touching its MDP code.
-    # (A public hook for this belongs in ReasoningVectorEnv; until then this is the one place
-    # that reaches inside it.)
-    queues = getattr(env, "_queues", None)
-    if not isinstance(queues, list) or len(queues) != env.num_envs:
-        raise RuntimeError(
-            "this ReasoningVectorEnv has no per-row puzzle queues to feed; evaluate_policy "
-            "needs the batched env of this version of hrm_env"
-        )
-    env._queues = [_RowQueue(feed, i) for i in range(env.num_envs)]
-
-
 def _check_actions(actions: Any, n: int, name: str) -> np.ndarray:
     a = np.asarray(actions)
     if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer) or not np.isin(a, (0, 1)).all():
@@ -578,7 +551,7 @@ def evaluate_policy(
     cells = np.zeros(n, dtype=np.float64)
     seen = np.zeros(n, dtype=bool)
     feed = _OrderedFeed(puzzles, rows)
-    _install_feed(env, feed)
+    env.set_puzzle_source(feed.take)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -13,7 +13,7 @@ Shapes: N sub-environments (the batch), S cells, V vocabulary, D latent width.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from hrm_env.render.viewer import Viewer, ViewerOptions
 
 __all__ = ["ReasoningVectorEnv"]
+
+
+PuzzleSource = Callable[[int], "tuple[np.ndarray, np.ndarray, int]"]
+"""``source(row) -> (puzzle, answer, rating)``: see :meth:`ReasoningVectorEnv.set_puzzle_source`."""
 
 
 class ReasoningVectorEnv(VectorEnv):
@@ -125,6 +129,7 @@ class ReasoningVectorEnv(VectorEnv):
         N, S = self.num_envs, self.task.seq_len
         self._rngs: list[np.random.Generator | None] = [None] * N
         self._queues = [PuzzleQueue(self.task, self.difficulty, self.dataset) for _ in range(N)]
+        self._source: PuzzleSource | None = None
         self._state: Any = None
         self._inputs = np.zeros((N, S), dtype=np.uint8)
         self._targets = np.zeros((N, S), dtype=np.uint8)
@@ -274,11 +279,29 @@ class ReasoningVectorEnv(VectorEnv):
             )
         return a
 
+    def set_puzzle_source(self, source: PuzzleSource | None) -> None:
+        """Choose where (re)starting rows get their puzzles from.
+
+        By default each row draws from its own seeded stream (the generator, or ``dataset``).
+        A ``source(row) -> (puzzle (S,), answer (S,), rating)`` takes over instead, for every
+        draw from the next ``reset``/autoreset on, so a caller can serve a fixed puzzle list
+        in its own order (``hrm_agent.policies.evaluate_policy`` does). ``None`` restores the
+        seeded streams. The source is trusted: its puzzles are not validated again.
+        """
+        if source is not None and not callable(source):
+            raise TypeError(
+                f"source must be callable (row -> puzzle, answer, rating), got {source!r}"
+            )
+        self._source = source
+
     def _draw(self, rows: np.ndarray) -> None:
         for i in np.flatnonzero(rows):
             rng = self._rngs[i]
             assert rng is not None
-            inputs, targets, rating = self._queues[i].pop(rng)
+            if self._source is not None:
+                inputs, targets, rating = self._source(int(i))
+            else:
+                inputs, targets, rating = self._queues[i].pop(rng)
             self._inputs[i], self._targets[i], self._ratings[i] = inputs, targets, rating
 
     def _apply(self, out: CycleOutput, rows: np.ndarray, fresh: np.ndarray) -> None:

@@ -144,6 +144,38 @@ def test_batched_seeds_per_sub_env():
     np.testing.assert_array_equal(a["puzzle"][:2], b["puzzle"][:2])
 
 
+def test_a_puzzle_source_serves_rows_then_none_restores_the_seeded_streams():
+    from hrm_env.puzzles.tasks import get_task
+
+    task = get_task("sudoku-mini")
+    bank = task.sample(np.random.default_rng(7), 5, None)
+    served = []
+
+    def source(row):
+        k = len(served)
+        served.append(row)
+        return bank.inputs[k], bank.targets[k], int(bank.ratings[k])
+
+    envs = ReasoningVectorEnv(3, "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"))
+    envs.set_puzzle_source(source)
+    obs, _ = envs.reset(seed=0)
+    np.testing.assert_array_equal(obs["puzzle"], bank.inputs[:3])
+    envs.step(np.array([0, 1, 1]))  # rows 1 and 2 halt, restart on the next step
+    obs, *_ = envs.step(np.zeros(3, dtype=np.int64))
+    assert served == [0, 1, 2, 1, 2]
+    np.testing.assert_array_equal(obs["puzzle"][1:], bank.inputs[3:5])
+    np.testing.assert_array_equal(obs["puzzle"][0], bank.inputs[0])  # row 0 kept thinking
+
+    envs.set_puzzle_source(None)
+    again, _ = envs.reset(seed=0)
+    fresh, _ = ReasoningVectorEnv(3, "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini")).reset(
+        seed=0
+    )
+    np.testing.assert_array_equal(again["puzzle"], fresh["puzzle"])
+    with pytest.raises(TypeError, match="callable"):
+        envs.set_puzzle_source(bank)
+
+
 @pytest.mark.parametrize(
     "actions", [np.array([0, 1]), np.array([0, 2, 1]), np.array([0.0, 1.0, 0.0]), [[0, 1, 0]]]
 )
