@@ -221,7 +221,7 @@ def cycle_traces(
 ) -> tuple[Carry, CycleTrace]:
     """Run one high-level cycle step by step and record what each update did.
 
-    The updates are the model's own (``_update_L`` T times, then ``_update_H``, as
+    The updates are the model's own (``update_L`` T times, then ``update_H``, as
     :meth:`HRM.cycle`), under ``torch.inference_mode`` and the model's autocast, so with the
     default ``l_steps`` the returned carry equals ``model.cycle(carry, x)``.
 
@@ -242,16 +242,16 @@ def cycle_traces(
     if T < 1:
         raise ValueError(f"l_steps must be >= 1, got {l_steps}")
     abs_L, rel_L, pooled_L = [], [], []
-    with torch.inference_mode(), model._autocast():
+    with torch.inference_mode(), model.autocast():
         for _ in range(T):
             before = carry.z_L
-            carry = model._update_L(carry, x)
+            carry = model.update_L(carry, x)
             a, r = _residual(carry.z_L, before)
             abs_L.append(a)
             rel_L.append(r)
             pooled_L.append(carry.z_L[:, 1:].float().mean(dim=1))  # (B, D), cells only
         before = carry.z_H
-        carry = model._update_H(carry)
+        carry = model.update_H(carry)
         abs_H, rel_H = _residual(carry.z_H, before)
         out = model.readout(carry)
         pooled_H = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D)

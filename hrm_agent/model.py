@@ -111,7 +111,9 @@ class HRM(nn.Module):
         """Device of the parameters."""
         return self.token_embedding.device
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context the model computes in: bf16 autocast on CUDA when configured,
+        otherwise nothing (CPU always computes in float32)."""
         if self.device.type == "cuda" and self.config.compute_dtype == "bfloat16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -172,11 +174,18 @@ class HRM(nn.Module):
         return self.embed_scale * torch.cat((prefix, cells), dim=1)  # (B, L, D)
 
     # ------------------------------------------------------------------ recurrence
-    def _update_L(self, carry: Carry, x: torch.Tensor) -> Carry:
+    def update_L(self, carry: Carry, x: torch.Tensor) -> Carry:
+        """One low-level step, z_L <- f_L(z_L, z_H + x); z_H unchanged.
+
+        The finest unit of the recurrence, public for tools that look inside a cycle
+        (``hrm_agent.analysis``). Runs in the ambient precision: wrap calls in
+        :meth:`autocast` to compute as :meth:`cycle` does.
+        """
         z_L = self.L_level(carry.z_L, carry.z_H + x, self.rotary)
         return Carry(carry.z_H, z_L)
 
-    def _update_H(self, carry: Carry) -> Carry:
+    def update_H(self, carry: Carry) -> Carry:
+        """One high-level step, z_H <- f_H(z_H, z_L); z_L unchanged (see :meth:`update_L`)."""
         z_H = self.H_level(carry.z_H, carry.z_L, self.rotary)
         return Carry(z_H, carry.z_L)
 
@@ -185,10 +194,10 @@ class HRM(nn.Module):
 
         Gradient follows the ambient grad mode (this method does not switch it).
         """
-        with self._autocast():
+        with self.autocast():
             for _ in range(self.config.l_cycles):
-                carry = self._update_L(carry, x)
-            return self._update_H(carry)
+                carry = self.update_L(carry, x)
+            return self.update_H(carry)
 
     def segment(self, carry: Carry, x: torch.Tensor) -> Carry:
         """N high-level cycles (one ACT step) under the configured gradient mode.
@@ -199,22 +208,22 @@ class HRM(nn.Module):
         all keep gradient. With gradient disabled by the caller both modes compute the same.
         """
         N, T = self.config.h_cycles, self.config.l_cycles
-        with self._autocast():
+        with self.autocast():
             with torch.no_grad():
                 for _ in range(N - 1):
                     carry = self.cycle(carry, x)
                 if self.config.gradient == "one-step":
                     for _ in range(T - 1):
-                        carry = self._update_L(carry, x)
+                        carry = self.update_L(carry, x)
             if self.config.gradient == "one-step":
-                carry = self._update_H(self._update_L(carry, x))
+                carry = self.update_H(self.update_L(carry, x))
             else:
                 carry = self.cycle(carry, x)
             return carry
 
     def readout(self, carry: Carry) -> Outputs:
         """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix."""
-        with self._autocast():
+        with self.autocast():
             logits = self.lm_head(carry.z_H[:, 1:])  # (B, S, V)
             q = self.q_head(carry.z_H[:, 0])  # (B, 2)
         q = q.float()
