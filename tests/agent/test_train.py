@@ -263,6 +263,9 @@ def test_training_metrics_of_halted_puzzles_match_evaluate_on_frozen_weights(tmp
 
 
 # ---------------------------------------------------------------------- torchrun
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def test_two_process_torchrun_agrees_with_one_process(tmp_path):
     args = [
         "sudoku-mini",
@@ -287,27 +290,21 @@ def test_two_process_torchrun_agrees_with_one_process(tmp_path):
         "3",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    distributed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--standalone",
-            "-m",
-            "hrm_agent.train",
-            *args,
-            "--out-dir",
-            str(tmp_path / "ddp"),
-            "--threads",
-            "1",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def launch(out: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        command += ["--standalone", "-m", "hrm_agent.train", *args]
+        command += ["--out-dir", str(out), "--threads", "1"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    ddp = tmp_path / "ddp"
+    distributed = launch(ddp)
+    if distributed.returncode != 0 and TEARDOWN_ABORT in distributed.stderr:
+        # Seen once in CI (torch 2.13, gloo): a rank aborted while tearing the process group
+        # down, after training. The trainer now waits at a barrier before leaving; should the
+        # abort still come from inside torch, a second clean launch must agree all the same.
+        ddp = tmp_path / "ddp-again"  # the first run may have finished its checkpoint
+        distributed = launch(ddp)
     assert distributed.returncode == 0, distributed.stderr[-3000:]
     single = subprocess.run(
         [
@@ -328,7 +325,7 @@ def test_two_process_torchrun_agrees_with_one_process(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
 
     a = load_trainer_state(tmp_path / "one" / "model.trainer.pt")
-    b = load_trainer_state(tmp_path / "ddp" / "model.trainer.pt")
+    b = load_trainer_state(ddp / "model.trainer.pt")
     assert b["step"] == a["step"] == 8
     for key in a["model"]:
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5)
@@ -337,7 +334,7 @@ def test_two_process_torchrun_agrees_with_one_process(tmp_path):
         assert torch.equal(a["batch"][key], b["batch"][key]), key
     torch.testing.assert_close(b["carry"]["z_H"], a["carry"]["z_H"], rtol=1e-4, atol=1e-4)
     # Only rank 0 wrote logs: one header and the four logged rows.
-    assert len((tmp_path / "ddp" / "train.csv").read_text().splitlines()) == 5
+    assert len((ddp / "train.csv").read_text().splitlines()) == 5
 
 
 # ---------------------------------------------------------------------- the commands
