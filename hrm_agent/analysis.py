@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from hrm_agent.model import HRM, Carry
+from hrm_agent.model import HRM, Carry, Outputs
 from hrm_agent.reasoner import TorchReasoner
 
 __all__ = [
@@ -238,6 +238,14 @@ def cycle_traces(
     Raises:
         ValueError: for ``l_steps < 1``.
     """
+    carry, trace, _ = _trace_cycle(model, carry, x, l_steps)
+    return carry, trace
+
+
+def _trace_cycle(
+    model: HRM, carry: Carry, x: torch.Tensor, l_steps: int | None
+) -> tuple[Carry, CycleTrace, Outputs]:
+    """:func:`cycle_traces`, also returning the readout it made (the model's Outputs)."""
     T = model.config.l_cycles if l_steps is None else int(l_steps)
     if T < 1:
         raise ValueError(f"l_steps must be >= 1, got {l_steps}")
@@ -270,7 +278,7 @@ def cycle_traces(
         pooled_H=np32(pooled_H),
         pooled_L=np32(torch.stack(pooled_L, dim=1)),
     )
-    return carry, trace
+    return carry, trace, out
 
 
 def panel_values(trace: CycleTrace, row: int = 0, floor: float = 1e-4) -> dict[str, float]:
@@ -314,9 +322,9 @@ class TracingReasoner(TorchReasoner):
         """The same model, task and device as ``reasoner``, now traced."""
         return cls(reasoner.model, reasoner.task)
 
-    def _advance(self, carry: Carry, x: torch.Tensor) -> Carry:
-        carry, self.last_trace = cycle_traces(self.model, carry, x)
-        return carry
+    def _advance(self, carry: Carry, x: torch.Tensor) -> tuple[Carry, Outputs]:
+        carry, self.last_trace, out = _trace_cycle(self.model, carry, x, None)
+        return carry, out
 
     def panel_values(self, row: int = 0) -> dict[str, float]:
         """The last cycle's residuals for the viewer's trace plot (empty before any cycle)."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hrm_agent.checkpoint import checkpoint_paths, load_checkpoint
-from hrm_agent.model import HRM, Carry
+from hrm_agent.model import HRM, Carry, Outputs
 from hrm_env.envs.reasoner import CycleOutput
 
 __all__ = ["CycleOutput", "TorchReasoner", "TorchState", "load_pretrained"]
@@ -164,15 +164,16 @@ class TorchReasoner:
                 cycles=np.where(mask, 0, state.cycles),
             )
 
-    def _advance(self, carry: Carry, x: torch.Tensor) -> Carry:
-        """The recurrence of one env step; subclasses may observe it (see analysis)."""
-        return self.model.cycle(carry, x)
+    def _advance(self, carry: Carry, x: torch.Tensor) -> tuple[Carry, Outputs]:
+        """One env step of the model: a cycle and its readout; subclasses may observe it
+        (see ``hrm_agent.analysis.TracingReasoner``)."""
+        carry = self.model.cycle(carry, x)
+        return carry, self.model.readout(carry)
 
     def cycle(self, state: TorchState) -> tuple[TorchState, CycleOutput]:
         """One high-level cycle for every row, then the readout (logits, Q, pooled z_H)."""
         with torch.inference_mode():
-            carry = self._advance(state.carry, state.x)
-            out = self.model.readout(carry)
+            carry, out = self._advance(state.carry, state.x)
             latent = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D), cells only
             q = torch.stack((out.q_halt, out.q_continue), dim=1)  # (B, 2)
             result = CycleOutput(
