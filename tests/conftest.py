@@ -1,4 +1,4 @@
-"""Shared by every test: headless SDL, and the ``tiny_reasoner`` factory fixture."""
+"""Shared by every test: headless SDL, hypothesis profiles, the ``tiny_reasoner`` fixture."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw fresh examples on every local run (and remember failures); CI sets
+# HYPOTHESIS_PROFILE=ci so that a clean clone always checks the same examples and a red run
+# can be reproduced exactly.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def make_tiny_reasoner(task: str, seed: int = 0) -> Any:
