@@ -353,12 +353,13 @@ def plot_frontier(
 
 def format_table(points: Sequence[FrontierPoint]) -> str:
     """A fixed-width table of the points (frontier points starred)."""
-    header = f"{'policy':<24} {'accuracy':>9} {'cycles':>7} {'return':>8}  frontier"
+    width = max([24, *(len(p.result.policy) for p in points)])
+    header = f"{'policy':<{width}} {'accuracy':>9} {'cycles':>7} {'return':>8}  frontier"
     lines = [header, "-" * len(header)]
     for p in points:
         r = p.result
         lines.append(
-            f"{r.policy:<24} {100 * r.exact_accuracy:>8.1f}% {r.mean_cycles:>7.2f} "
+            f"{r.policy:<{width}} {100 * r.exact_accuracy:>8.1f}% {r.mean_cycles:>7.2f} "
             f"{r.mean_return:>8.4f}  {'*' if p.on_frontier else ''}"
         )
     return "\n".join(lines)
