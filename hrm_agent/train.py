@@ -365,6 +365,15 @@ class Trainer:
             )
         self.world, self.device, self._owns_group = _init_world(config.device)
         self._fit_finished = False
+        try:
+            self._build(resume)
+        except BaseException:
+            self.close()  # leave the process group this call may have joined
+            raise
+
+    def _build(self, resume: bool) -> None:
+        """The rest of ``__init__``: model, optimizer, data and state (or resumed state)."""
+        config = self.config
         if config.batch_size % self.world.size:
             raise ValueError(
                 f"batch_size {config.batch_size} must be divisible by the number of "
