@@ -10,6 +10,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
@@ -41,3 +42,30 @@ def make_tiny_reasoner(task: str, seed: int = 0) -> Any:
 def tiny_reasoner():
     """Factory fixture: ``tiny_reasoner(task)``."""
     return make_tiny_reasoner
+
+
+def solve_cycle_script(puzzles: Any, solve_at: Any, halt_after: int = 1) -> tuple[Any, Any]:
+    """``answers`` and ``q`` scripts for a ``ScriptedReasoner``: puzzle i of ``puzzles`` is
+    answered correctly from cycle ``solve_at[i]`` on, and its Q head says halt from cycle
+    ``solve_at[i] + halt_after`` on. The scripts key on the puzzle, so rows may come in any
+    order (the puzzles must be distinct)."""
+    when = {row.tobytes(): s for row, s in zip(puzzles.inputs, solve_at, strict=True)}
+    solution = {row.tobytes(): t for row, t in zip(puzzles.inputs, puzzles.targets, strict=True)}
+
+    def answers(inputs: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+        s = np.array([when[row.tobytes()] for row in inputs])
+        targets = np.stack([solution[row.tobytes()] for row in inputs])
+        return np.where((cycles >= s)[:, None], targets, inputs)
+
+    def q(inputs: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+        s = np.array([when[row.tobytes()] for row in inputs])
+        halt = np.where(cycles >= s + halt_after, 1.0, -1.0)
+        return np.stack([halt, np.zeros_like(halt)], axis=1)
+
+    return answers, q
+
+
+@pytest.fixture(scope="session")
+def solve_script():
+    """Factory fixture: ``solve_script(puzzles, solve_at, halt_after=1) -> (answers, q)``."""
+    return solve_cycle_script

@@ -46,22 +46,11 @@ def test_pareto_front_by_hand():
 
 
 @pytest.fixture(scope="module")
-def scripted():
+def scripted(solve_script):
     """Puzzle i becomes correct on cycle i + 1 (i < 4) and stays so; the Q head halts two
     cycles after that."""
     puzzles = get_task(TASK).test_set()[:4]
-    when = {row.tobytes(): i + 1 for i, row in enumerate(puzzles.inputs)}
-    solution = {row.tobytes(): t for row, t in zip(puzzles.inputs, puzzles.targets, strict=True)}
-
-    def answers(inputs, cycles):
-        s = np.array([when[row.tobytes()] for row in inputs])
-        targets = np.stack([solution[row.tobytes()] for row in inputs])
-        return np.where((cycles >= s)[:, None], targets, inputs)
-
-    def q(inputs, cycles):
-        s = np.array([when[row.tobytes()] for row in inputs])
-        return np.stack([np.where(cycles >= s + 2, 1.0, -1.0), np.zeros(len(s))], axis=1)
-
+    answers, q = solve_script(puzzles, [1, 2, 3, 4], halt_after=2)
     return puzzles, ScriptedReasoner(TASK, answers=answers, q=q)
 
 

@@ -34,25 +34,6 @@ def puzzles():
     return batch
 
 
-def solve_cycle_script(puzzles, solve_at):
-    """Scripts where puzzle i becomes correct on cycle solve_at[i] (and stays so), and whose
-    Q head says halt from the cycle after that on."""
-    when = {row.tobytes(): s for row, s in zip(puzzles.inputs, solve_at, strict=True)}
-    solution = {row.tobytes(): t for row, t in zip(puzzles.inputs, puzzles.targets, strict=True)}
-
-    def answers(inputs, cycles):
-        s = np.array([when[row.tobytes()] for row in inputs])
-        targets = np.stack([solution[row.tobytes()] for row in inputs])
-        return np.where((cycles >= s)[:, None], targets, inputs)
-
-    def q(inputs, cycles):
-        s = np.array([when[row.tobytes()] for row in inputs])
-        halt = np.where(cycles >= s + 1, 1.0, -1.0)
-        return np.stack([halt, np.zeros_like(halt)], axis=1)
-
-    return answers, q
-
-
 def obs_batch(cycle, prediction=None, q=None, S=16):
     cycle = np.asarray(cycle, dtype=np.float32).reshape(-1, 1)
     B = len(cycle)
@@ -215,8 +196,8 @@ SOLVE_AT = [1, 2, 3, 4, 5, 6, 99]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
-def test_evaluate_policy_matches_a_hand_computation(puzzles, batch_size):
-    answers, q = solve_cycle_script(puzzles, SOLVE_AT)
+def test_evaluate_policy_matches_a_hand_computation(puzzles, batch_size, solve_script):
+    answers, q = solve_script(puzzles, SOLVE_AT)
     reasoner = ScriptedReasoner(TASK, answers=answers, q=q)
     step_cost, max_cycles = 0.1, 5
     s = np.array(SOLVE_AT)
@@ -252,8 +233,8 @@ def test_evaluate_policy_matches_a_hand_computation(puzzles, batch_size):
     assert "records" not in summary and summary["n"] == 7 and summary["policy"] == "q-head"
 
 
-def test_evaluate_policy_takes_an_env_factory(puzzles):
-    answers, q = solve_cycle_script(puzzles, SOLVE_AT)
+def test_evaluate_policy_takes_an_env_factory(puzzles, solve_script):
+    answers, q = solve_script(puzzles, SOLVE_AT)
 
     def make_env(n):
         return ReasoningVectorEnv(
@@ -310,8 +291,8 @@ def policies_for(task):
     return [QHeadPolicy(), FixedCyclesPolicy(2), ConfidencePolicy(0.6, task), StablePolicy(1)]
 
 
-def test_a_recording_replays_what_the_live_reasoner_gives(puzzles, tmp_path):
-    answers, q = solve_cycle_script(puzzles, SOLVE_AT)
+def test_a_recording_replays_what_the_live_reasoner_gives(puzzles, tmp_path, solve_script):
+    answers, q = solve_script(puzzles, SOLVE_AT)
     live = ScriptedReasoner(TASK, answers=answers, q=q, confidence=np.array([0.3, 0.65, 0.9]))
     recording = RecordedReasoner.record(live, puzzles, cycles=5, batch_size=3)
     loaded = RecordedReasoner.load(recording.save(tmp_path / "rec.npz"))
