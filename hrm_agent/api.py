@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.evaluate import HALT_MODES, iterate_cycles, load_model
+from hrm_agent.evaluate import HALT_MODES, iterate_cycles
+from hrm_agent.reasoner import load_model
 from hrm_env.puzzles.tasks import get_task
 
 __all__ = ["solve"]

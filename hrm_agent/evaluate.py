@@ -21,12 +21,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from hrm_agent.reasoner import load_model, shipped_checkpoint
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = ["EvalResult", "CycleReadout", "evaluate", "iterate_cycles", "run", "add_arguments"]
@@ -277,53 +277,6 @@ def evaluate(
         halt_cycles=halt_cycles,
         correct=correct,
     )
-
-
-# ---------------------------------------------------------------------- checkpoints
-def shipped_checkpoint(task: str) -> Path:
-    """Path stem of the checkpoint shipped for ``task`` inside the package."""
-    return Path(__file__).resolve().parent / "checkpoints" / task
-
-
-def load_model(
-    task: str, checkpoint: str | Path | None = None, device: torch.device | str = "cpu"
-) -> tuple[Any, dict[str, Any]]:
-    """Load a checkpoint (default: the shipped one) and check it was trained for ``task``.
-
-    Args:
-        task: the task name the checkpoint must belong to.
-        checkpoint: a path stem (``runs/x/model`` for ``model.safetensors`` + ``model.json``);
-            a path ending in ``.safetensors`` or ``.json`` is accepted too.
-        device: where to put the model.
-
-    Returns:
-        ``(model, meta)`` with the model in eval mode.
-
-    Raises:
-        FileNotFoundError: no such checkpoint (with a hint to train one).
-        ValueError: a corrupt checkpoint, or one trained for another task.
-    """
-    from hrm_agent.checkpoint import load_checkpoint
-
-    get_task(task)  # unknown task names fail here, before any file is read
-    stem = shipped_checkpoint(task) if checkpoint is None else Path(checkpoint)
-    if stem.suffix in (".safetensors", ".json"):
-        stem = stem.with_suffix("")
-    try:
-        model, _, meta = load_checkpoint(stem, map_location=device)
-    except FileNotFoundError as err:
-        if checkpoint is None:
-            raise FileNotFoundError(
-                f"no checkpoint is shipped for task {task!r} (looked for {stem}); "
-                f"train one with `hrm train {task}` and pass --checkpoint"
-            ) from err
-        raise
-    trained_for = meta.get("task")
-    if trained_for is not None and trained_for != task:
-        raise ValueError(f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}")
-    model.to(device)
-    model.eval()
-    return model, meta
 
 
 # ---------------------------------------------------------------------- command line

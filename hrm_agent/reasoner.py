@@ -26,7 +26,7 @@ from hrm_agent.checkpoint import checkpoint_paths, load_checkpoint
 from hrm_agent.model import HRM, Carry, Outputs
 from hrm_env.envs.reasoner import CycleOutput
 
-__all__ = ["CycleOutput", "TorchReasoner", "TorchState", "load_pretrained"]
+__all__ = ["CycleOutput", "TorchReasoner", "TorchState", "load_model", "load_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,27 @@ def load_pretrained(
         ValueError: for an unknown task, a corrupt checkpoint, or one trained for another task
             or with other puzzle sizes.
     """
+    model, _ = load_model(task, checkpoint, device or "cpu")
+    return TorchReasoner(model, task, device=None)
+
+
+def load_model(
+    task: str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[HRM, dict]:
+    """Load the shipped (or a given) checkpoint for ``task`` and check it belongs to it.
+
+    The one loader behind :func:`load_pretrained`, ``hrm eval`` and :func:`hrm_agent.solve`.
+
+    Returns:
+        ``(model, meta)``: the model in eval mode on ``device``, and its checkpoint's meta.
+
+    Raises:
+        FileNotFoundError: when no checkpoint exists there (the message names the path and
+            the ``hrm train`` command that makes one).
+        ValueError: for an unknown task, a corrupt checkpoint, or one trained for another task.
+    """
     _check_task(task)
     stem = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(task)
     weights, config_json = checkpoint_paths(stem)
@@ -224,12 +245,14 @@ def load_pretrained(
         if not path.is_file():
             where = "given" if checkpoint is not None else "shipped"
             raise FileNotFoundError(
-                f"no {where} checkpoint for task {task!r}: {path} does not exist. Train one "
-                f"with `hrm train {task}` and pass it as checkpoint=<stem>"
+                f"no {where} checkpoint for task {task!r}: {path} not found (it does not "
+                f"exist). Train one with `hrm train {task}` and pass its stem (--checkpoint, "
+                f"or checkpoint=<stem> in Python)"
                 + ("" if checkpoint is not None else f", or place it at {stem}.*")
             )
-    model, config, meta = load_checkpoint(stem, map_location=device or "cpu")
+    model, _, meta = load_checkpoint(stem, map_location=device)
     trained_for = meta.get("task")
     if trained_for is not None and trained_for != task:
         raise ValueError(f"checkpoint {stem} was trained for task {trained_for!r}, not {task!r}")
-    return TorchReasoner(model, task, device=None)
+    model.eval()
+    return model, meta
