@@ -25,6 +25,7 @@ from hrm_agent.checkpoint import load_checkpoint
 from hrm_agent.evaluate import evaluate
 from hrm_agent.reasoner import shipped_checkpoint
 from hrm_agent.train import TrainConfig, Trainer
+from hrm_env.puzzles.tasks import TASK_NAMES
 
 
 def run(stem: str, lr: float, steps: int, skip: int, fresh_n: int, seed: int) -> dict:
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    shipped = args.checkpoint in ("sudoku", "maze", "sudoku-mini")
+    shipped = args.checkpoint in TASK_NAMES
     stem = str(shipped_checkpoint(args.checkpoint)) if shipped else args.checkpoint
     print(f"checkpoint {stem}, {args.steps} steps from its weights, first {args.skip} not counted")
     print("| lr | halted puzzles | logged cell acc. (halted rows) | fresh cell acc. | seconds |")
