@@ -314,7 +314,7 @@ class SB3Policy:
         Args:
             path: the ``.zip`` written by ``model.save``.
             algo: ``"ppo"``, ``"dqn"``, ``"a2c"`` or the class; None reads it from the file.
-            device: torch device of the policy network.
+            device: torch device of the policy network (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
             deterministic, name: as for the constructor (name defaults to ``algo:stem``).
         """
         path = Path(path)
@@ -324,7 +324,11 @@ class SB3Policy:
             algo = infer_sb3_algo(path)
         elif not path.is_file():
             raise FileNotFoundError(f"no stable-baselines3 model at {path}")
-        model = _sb3_class(algo).load(path, device=device)
+        from hrm_agent.devices import resolve_device
+
+        # Checked here: stable-baselines3 would quietly fall back to the CPU for a device
+        # this torch build lacks, where the rest of hrm says what is wrong.
+        model = _sb3_class(algo).load(path, device=resolve_device(device))
         label = algo if isinstance(algo, str) else algo.__name__.lower()
         return cls(model, deterministic=deterministic, name=name or f"{label}:{path.stem}")
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrm_agent.checkpoint import load_checkpoint, save_checkpoint
+from hrm_agent.devices import resolve_device
 from hrm_agent.losses import q_targets
 from hrm_agent.model import HRM
 from hrm_agent.policies import RecordedReasoner
@@ -313,7 +314,7 @@ def finetune_q_head(
         puzzles = spec.sample(np.random.default_rng([seed, 5]), n_puzzles, difficulty)
     tuned = copy.deepcopy(model)
     if device is not None:
-        tuned = tuned.to(torch.device(device))
+        tuned = tuned.to(resolve_device(device))
     tuned.eval()
     if recording is None:
         assert puzzles is not None

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hrm_agent.checkpoint import checkpoint_paths, load_checkpoint
+from hrm_agent.devices import resolve_device
 from hrm_agent.model import HRM, Carry, Outputs
 from hrm_env.envs.reasoner import CycleOutput
 
@@ -64,7 +65,12 @@ class TorchReasoner:
     Args:
         model: the network (its config gives ``seq_len``, ``vocab_size``, ``latent_size``).
         task: the task it solves (``"sudoku"``, ``"sudoku-mini"``, ``"maze"``).
-        device: where to run; None keeps the model where it is, otherwise it is moved there.
+        device: where to run (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...); None keeps the model
+            where it is, otherwise it is moved there.
+
+    Raises:
+        ValueError: for an unknown task, a model of other puzzle sizes, or a device this torch
+            build cannot run on.
 
     Example:
         >>> from hrm_agent import HRM, HRMConfig
@@ -87,7 +93,7 @@ class TorchReasoner:
                 f"vocab_size={spec.vocab_size}"
             )
         if device is not None:
-            model = model.to(torch.device(device))
+            model = model.to(resolve_device(device))
         # Not switched to eval(): the HRM has no dropout or batch statistics, and a model that
         # is also being trained keeps its mode.
         self.model = model
@@ -207,15 +213,16 @@ def load_pretrained(
 
     Args:
         task: ``"sudoku"``, ``"sudoku-mini"`` or ``"maze"``.
-        device: where to run the model (None: the CPU).
+        device: where to run the model: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"mps"`` (None: the CPU).
         checkpoint: a checkpoint stem (or its ``.json``/``.safetensors`` path) to use instead
             of the shipped one.
 
     Raises:
         FileNotFoundError: when no checkpoint exists there (the message names the path and
             the ``hrm train`` command that makes one).
-        ValueError: for an unknown task, a corrupt checkpoint, or one trained for another task
-            or with other puzzle sizes.
+        ValueError: for an unknown task, a device this torch build cannot run on, a corrupt
+            checkpoint, or one trained for another task or with other puzzle sizes.
     """
     model, _ = load_model(task, checkpoint, device or "cpu")
     return TorchReasoner(model, task, device=None)
@@ -236,9 +243,14 @@ def load_model(
     Raises:
         FileNotFoundError: when no checkpoint exists there (the message names the path and
             the ``hrm train`` command that makes one).
-        ValueError: for an unknown task, a corrupt checkpoint, or one trained for another task.
+        ValueError: for an unknown task, a device this torch build cannot run on (see
+            :func:`hrm_agent.devices.resolve_device`), a corrupt checkpoint, or one trained for
+            another task.
     """
     _check_task(task)
+    # Checked up front: torch accepts "cuda" on a CPU-only build and fails only inside the
+    # model's move, with a bare AssertionError.
+    device = resolve_device(device)
     stem = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(task)
     weights, config_json = checkpoint_paths(stem)
     for path in (config_json, weights):

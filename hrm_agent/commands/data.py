@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 
@@ -14,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output CSV path")
     parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,11 +26,17 @@ def run(args: argparse.Namespace) -> int:
     from hrm_env.puzzles.datagen import generate_batch, write_puzzle_csv
     from hrm_env.puzzles.tasks import get_task
 
+    # The arguments are checked before the progress bar opens: a bar drawn and then abandoned
+    # would stand above the error line.
     task = get_task(args.task)
     difficulty = task.check_difficulty(args.difficulty)
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    # As in hrm eval: a bar only for a person watching; a log file would get its redraws.
+    show_progress = not args.no_progress and sys.stderr.isatty()
     start = time.perf_counter()
     with tqdm(
-        total=args.n, unit="puzzle", disable=args.no_progress, desc=f"{task.name} {difficulty}"
+        total=args.n, unit="puzzle", disable=not show_progress, desc=f"{task.name} {difficulty}"
     ) as bar:
         batch = generate_batch(
             task.name,

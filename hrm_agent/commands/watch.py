@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=None, help="episodes to play")
     parser.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:1, mps (default cpu)"
+    )
     parser.add_argument("--fps", type=float, default=None, help="frames per second")
     parser.add_argument(
         "--residuals",
@@ -31,11 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hrm_agent.devices import resolve_device
     from hrm_env.render.watch import watch
 
-    if args.threads > 0 and args.device == "cpu":
-        import torch
-
+    # Resolved first: "auto" may mean the CPU (where --threads applies), and a device this
+    # torch build lacks is reported before watch prints or opens anything.
+    device = resolve_device(args.device)
+    if args.threads > 0 and device.type == "cpu":
         torch.set_num_threads(args.threads)
     kwargs = {
         k: v for k, v in {"episodes": args.episodes, "fps": args.fps}.items() if v is not None
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         save=args.save,
         checkpoint=args.checkpoint,
-        device=args.device,
+        device=str(device),
         residuals=args.residuals,
         **kwargs,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, SupportsFloat
 
@@ -30,6 +31,7 @@ __all__ = [
     "Q_BOUND",
     "LATENT_BOUND",
     "load_reasoner",
+    "reset_options",
     "PuzzleQueue",
 ]
 
@@ -90,6 +92,7 @@ def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: 
     Raises:
         ImportError: when the PyTorch side (``hrm_agent``, torch) is not installed.
         FileNotFoundError: when there is no checkpoint for the task.
+        ValueError: for a device this torch build cannot run on (one line naming it).
     """
     try:
         from hrm_agent import load_pretrained
@@ -102,6 +105,26 @@ def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: 
     if checkpoint is not None:
         kwargs["checkpoint"] = os.fspath(checkpoint)
     return load_pretrained(task, **kwargs)
+
+
+def reset_options(options: Any, expected: str) -> dict[str, Any]:
+    """``reset``'s ``options`` as a fresh dict (None gives an empty one).
+
+    Gymnasium passes ``options`` through untouched, so a list or a string would otherwise
+    fail deep inside with a message that names neither ``options`` nor what it takes.
+
+    Args:
+        options: what the caller passed.
+        expected: what the env takes, for the message (``"a dict such as ..."``).
+
+    Raises:
+        ValueError: naming ``options``, what it must be and the type given.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be {expected}, got {type(options).__name__}")
+    return dict(options)
 
 
 def check_checkpoint(checkpoint: str | os.PathLike[str]) -> None:
@@ -322,7 +345,10 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``dataset``: a puzzle file (CSV as Sudoku-Extreme / Maze-Hard, or Sudoku ``.txt``) to
       draw puzzles from instead of the generator.
     - ``checkpoint``: path stem of a checkpoint to load instead of the shipped one.
-    - ``device``: torch device of the loaded model (default ``"cpu"``).
+    - ``device``: torch device of the loaded model: ``"auto"``, ``"cpu"``, ``"cuda"``,
+      ``"cuda:1"``, ``"mps"`` (default ``"cpu"``). It is checked when the model loads (the
+      first reset, or construction with ``latent=True``): a device this torch build cannot
+      run on raises ``ValueError`` naming what it offers.
     - ``latent``: add the pooled high-level state ``z_H`` to the observation.
     - ``viewer_options``: ``hrm_env.render.ViewerOptions`` for the pygame viewer.
 
@@ -408,11 +434,18 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Draw a puzzle (or take ``options["puzzle"]``) and run the first cycle."""
+        """Draw a puzzle (or take ``options["puzzle"]``) and run the first cycle.
+
+        Raises:
+            ValueError: for ``options`` other than None or ``{"puzzle": ...}``, a malformed
+                puzzle, or (when the default model loads) a device torch cannot use.
+        """
         super().reset(seed=seed)
         if seed is not None:
             self._puzzles.clear()
-        options = dict(options or {})
+        options = reset_options(
+            options, "None or a dict such as {'puzzle': <puzzle string or grid>}"
+        )
         puzzle = options.pop("puzzle", None)
         if options:
             raise ValueError(f"unknown reset options {sorted(options)}; the only one is 'puzzle'")

@@ -34,6 +34,7 @@ from hrm_env.envs.reasoning import (
     check_reasoner,
     load_reasoner,
     read_answer,
+    reset_options,
     sigmoid,
 )
 from hrm_env.puzzles.tasks import Task, get_task
@@ -162,7 +163,7 @@ class ReasoningVectorEnv(VectorEnv):
             seed: an int (sub-env i gets ``seed + i``), a list of N ints or Nones, or None.
             options: no options are accepted (a ``ValueError`` names any given).
         """
-        if options:
+        if reset_options(options, "None or an empty dict (the batched env takes no options)"):
             raise ValueError(f"unknown reset options {sorted(options)}; the batched env has none")
         seeds = self._seeds(seed)
         if isinstance(seed, (int, np.integer)):

@@ -27,6 +27,7 @@ from types import ModuleType
 
 import numpy as np
 
+from hrm_env.puzzles._files import open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
 __all__ = [
@@ -587,7 +588,7 @@ def read_csv(path: str | os.PathLike[str]) -> MazeSet:
     shortest path of its question.
 
     Raises:
-        ValueError: naming the file, the line and the problem.
+        ValueError: naming the file, the line and the problem (or that it is not a text file).
     """
     path = Path(path)
     questions: list[np.ndarray] = []
@@ -595,7 +596,8 @@ def read_csv(path: str | os.PathLike[str]) -> MazeSet:
     ratings: list[int | None] = []
     sources: list[str] = []
     lines: list[int] = []
-    with path.open(newline="", encoding="utf-8") as f:
+    expected = f"a maze CSV with the header {','.join(_CSV_HEADER)}"
+    with open_text(path, expected, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "question" not in reader.fieldnames:
             raise ValueError(

@@ -52,6 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from hrm_env.puzzles._files import open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
 __all__ = [
@@ -184,6 +185,26 @@ def _side(cells: int) -> int:
 def _check_size(size: int) -> int:
     if size not in SIZES:
         raise ValueError(f"size must be 9 or 4 (mini), got {size!r}")
+    return size
+
+
+def _file_size(first: str, size: int | None, where: str) -> int:
+    """The side of a file's grids: ``size`` if given, else inferred from its ``first`` puzzle.
+
+    Raises:
+        ValueError: at ``where``, when the first puzzle has the other size's cell count (a
+            file of 4x4 puzzles read as 9x9 or the reverse), naming both sizes: parsed as the
+            wrong size, such a file would fail with a confusing length or solver error.
+    """
+    found = _side(len(first)) if len(first) in (81, 16) else None
+    if size is None:
+        return found or 9
+    size = _check_size(size)
+    if found is not None and found != size:
+        raise ValueError(
+            f"{where}: the file holds {found}x{found} ({found * found}-cell) Sudoku puzzles, "
+            f"but {size}x{size} puzzles ({size * size} cells) are expected"
+        )
     return size
 
 
@@ -572,19 +593,25 @@ def _fill_missing(
     ratings[rows] = guesses
 
 
-def read_csv(path: str | os.PathLike[str]) -> SudokuSet:
+def read_csv(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet:
     """Read a Sudoku-Extreme style CSV: header ``source,question,answer,rating``.
 
     ``question`` is required; an empty ``answer`` or ``rating`` is filled in by the solver, an
     empty ``source`` becomes the file name. Blanks are ``.`` or ``0``.
 
+    Args:
+        path: the CSV file.
+        size: 9 or 4 to require grids of that size; None infers it from the first puzzle.
+
     Raises:
-        ValueError: naming the file and line: missing header or column, bad puzzle strings,
-            mixed sizes, an answer that is not a valid solution of its question, a non-integer
-            rating, a question without a unique solution when its answer must be solved.
+        ValueError: naming the file (and line): not a text file, missing header or column,
+            puzzles of the other size than ``size``, bad puzzle strings, mixed sizes, an
+            answer that is not a valid solution of its question, a non-integer rating, a
+            question without a unique solution when its answer must be solved.
     """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    expected = f"a Sudoku CSV with the header {','.join(CSV_HEADER)}"
+    with open_text(path, expected, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -612,10 +639,9 @@ def read_csv(path: str | os.PathLike[str]) -> SudokuSet:
         return f"{path}:{lines[i]}"
 
     if not questions:
-        empty = np.zeros((0, 81), np.uint8)
+        empty = np.zeros((0, (size or 9) ** 2), np.uint8)
         return SudokuSet(empty, empty.copy(), np.zeros(0, np.int32), [])
-    first = len(questions[0])
-    size = _side(first) if first in (81, 16) else 9
+    size = _file_size(questions[0], size, where(0))
     q = _parse_many(questions, size, where, "question")
     has_answer = np.array([bool(text) for text in answers])
     a = np.zeros_like(q)
@@ -662,16 +688,17 @@ def write_csv(path: str | os.PathLike[str], puzzles: SudokuSet) -> None:
 
 def _read_lines(path: Path, size: int | None) -> tuple[np.ndarray, list[int]]:
     strings, lines = [], []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path, "a Sudoku .txt file, one puzzle per line") as f:
         for line_no, line in enumerate(f, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
             strings.append(text.split()[0])
             lines.append(line_no)
-    if size is None:
-        size = _side(len(strings[0])) if strings and len(strings[0]) in (81, 16) else 9
-    grids = _parse_many(strings, _check_size(size), lambda i: f"{path}:{lines[i]}", "puzzle")
+    if strings:
+        size = _file_size(strings[0], size, f"{path}:{lines[0]}")
+    size = _check_size(9 if size is None else size)
+    grids = _parse_many(strings, size, lambda i: f"{path}:{lines[i]}", "puzzle")
     return grids, lines
 
 
@@ -689,15 +716,20 @@ def read_txt(path: str | os.PathLike[str], size: int | None = 9) -> np.ndarray:
         (N, S) uint8 puzzles.
 
     Raises:
-        ValueError: naming the file and line of a malformed puzzle.
+        ValueError: naming the file (and line): not a text file, puzzles of the other size,
+            a malformed puzzle.
     """
     return _read_lines(Path(path), size)[0]
 
 
-def load(path: str | os.PathLike[str]) -> SudokuSet:
+def load(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet:
     """Read a ``.csv`` (Sudoku-Extreme format) or ``.txt`` (one per line) puzzle file.
 
     Answers and ratings missing from the file are computed by the solver.
+
+    Args:
+        path: the file.
+        size: 9 or 4 to require grids of that size; None infers it from the first puzzle.
 
     Raises:
         ValueError: an unknown suffix, or any problem ``read_csv`` / ``read_txt`` reports.
@@ -705,9 +737,9 @@ def load(path: str | os.PathLike[str]) -> SudokuSet:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return read_csv(path)
+        return read_csv(path, size)
     if suffix == ".txt":
-        questions, lines = _read_lines(path, None)
+        questions, lines = _read_lines(path, size)
         answers = np.zeros_like(questions)
         ratings = np.zeros(len(questions), dtype=np.int32)
         everything = np.ones(len(questions), dtype=bool)

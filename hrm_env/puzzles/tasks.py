@@ -188,7 +188,9 @@ class SudokuTask(Task):
         return _sudoku_test_set(self.size)
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
-        s = self._sudoku.load(path)
+        # The task's size is required of the file: a file of the other size then fails at
+        # once, naming both sizes, instead of being read, solved and refused as misshapen.
+        s = self._sudoku.load(path, size=self.size)
         questions = self._check_grids(s.questions, f"puzzles in {os.fspath(path)}")
         answers = np.asarray(s.answers)
         missing = ~answers.any(axis=1) if answers.size else np.ones(len(questions), dtype=bool)

@@ -20,6 +20,8 @@ __all__ = ["draw_panel", "draw_plot"]
 
 TRACE_COLOURS = [(0, 158, 115), (230, 159, 0), (204, 121, 167), (86, 180, 233), (240, 228, 66)]
 TRACE_LABELS = {"confidence": "mean confidence", "changed": "cells changed"}
+# Line width of the Q plot's continue series, under the halt line, in base line widths.
+Q_UNDERLAY_WIDTH = 2.0
 
 
 def _sigmoid(x: float) -> float:
@@ -90,11 +92,15 @@ def draw_panel(
         surface,
         pygame.Rect(x, y, rect.width, q_h - round(8 * s)),
         "Q head",
-        [("halt", halt_p, Palette.halt), ("continue", cont_p, Palette.cont)],
+        # Halt is drawn last, on top, so it is never hidden; continue goes under it in a wider
+        # line, so where the two probabilities coincide the halt line shows with a
+        # continue-coloured edge instead of one line hiding the other.
+        [("continue", cont_p, Palette.cont), ("halt", halt_p, Palette.halt)],
         snap.max_cycles,
         fonts,
         s,
         reference=0.5,
+        widths=(Q_UNDERLAY_WIDTH, 1.0),
     )
     y += q_h
     if options.show_traces:
@@ -134,11 +140,17 @@ def draw_plot(
     s: float,
     reference: float | None = None,
     autoscale: bool = False,
+    widths: Sequence[float] | None = None,
 ) -> None:
     """A small line plot of ``series`` against cycles 1..``x_max``.
 
     The y axis spans [0, 1]; with ``autoscale`` it grows to a round number above the largest
-    value (for traces such as residual norms that are not fractions).
+    value (for traces such as residual norms that are not fractions). Series are drawn in
+    order, so a later one lies on top of an earlier one where they coincide.
+
+    Args:
+        widths: line width of each series, in base line widths (default 1 for all); an
+            earlier series drawn wider than a later one stays visible as its edge.
     """
     label_font = fonts.get(16)
     title_font = fonts.get(19, bold=True)
@@ -207,9 +219,17 @@ def draw_plot(
     pygame.draw.line(surface, Palette.grid_thin, axes.bottomleft, axes.bottomright, 1)
     pygame.draw.line(surface, Palette.grid_thin, axes.topleft, axes.bottomleft, 1)
 
-    width = max(1, round(2 * s))
-    radius = max(2.0, 3.0 * s)
-    for _, values, colour in series:
+    base_width = max(1, round(2 * s))
+    base_radius = max(2.0, 3.0 * s)
+    if widths is None:
+        widths = [1.0] * len(series)
+    if len(widths) != len(series):
+        raise ValueError(f"widths must have one entry per series ({len(series)}), got {widths}")
+    for (_, values, colour), factor in zip(series, widths, strict=True):
+        width = max(1, round(base_width * factor))
+        # Markers grow with the line, so a wide series still rings the markers of a narrower
+        # one drawn over it.
+        radius = base_radius + (width - base_width) / 2
         points = [px(i + 1, float(v)) for i, v in enumerate(values[:x_max])]
         for a, b in zip(points, points[1:], strict=False):
             pygame.draw.aaline(surface, colour, a, b, width)

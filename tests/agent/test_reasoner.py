@@ -131,6 +131,15 @@ def test_load_pretrained_from_a_checkpoint_and_its_errors(model, tmp_path):
         load_pretrained("go")
 
 
+def test_a_device_torch_cannot_use_is_refused_before_anything_moves(model, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # even on a GPU machine
+    with pytest.raises(ValueError, match=r"^device 'cuda:1': .*; available here: cpu"):
+        TorchReasoner(model, "sudoku", device="cuda:1")
+    with pytest.raises(ValueError, match=r"^unknown device 'gpu'"):
+        load_pretrained("sudoku", device="gpu")
+    assert TorchReasoner(model, "sudoku", device="auto").device == torch.device("cpu")
+
+
 def test_lazy_package_exports():
     import hrm_agent
 

@@ -286,6 +286,12 @@ def test_unknown_reset_option_is_named():
         scripted_env("sudoku").reset(options={"puzle": PUZZLE})
 
 
+@pytest.mark.parametrize("options", [[1], "puzzle", ("puzzle", PUZZLE), 3])
+def test_reset_options_that_are_not_a_dict_are_named(options):
+    with pytest.raises(ValueError, match=r"^options must be None or a dict .*'puzzle'.*, got "):
+        scripted_env("sudoku").reset(options=options)
+
+
 def test_dataset_puzzles_are_drawn_from_the_file(tmp_path):
     path = tmp_path / "few.txt"
     second = "." + SOLUTION[1:40] + "." * 5 + SOLUTION[45:]
@@ -354,6 +360,17 @@ def test_missing_shipped_checkpoint_raises_clearly_on_reset(monkeypatch, tmp_pat
     monkeypatch.setattr(hrm_agent.reasoner, "shipped_checkpoint", lambda task: tmp_path / task)
     env = ReasoningEnv("sudoku-mini")
     with pytest.raises(FileNotFoundError, match="no shipped checkpoint for task 'sudoku-mini'"):
+        env.reset(seed=0)
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_a_device_torch_cannot_use_is_a_value_error_naming_it(monkeypatch, latent):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # even on a GPU machine
+    match = r"^device 'cuda': .*; available here: cpu"
+    with pytest.raises(ValueError, match=match):
+        # The model loads at construction with latent=True, else on the first reset.
+        env = gym.make("HRM-SudokuMini-v0", device="cuda", latent=latent)
         env.reset(seed=0)
 
 

@@ -186,6 +186,21 @@ def test_batched_bad_actions_raise(actions):
         envs.step(actions)
 
 
+@pytest.mark.parametrize("options", [[1], "puzzle", 0])
+def test_batched_reset_options_that_are_not_a_dict_are_named(options):
+    envs = ReasoningVectorEnv(2, "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"))
+    with pytest.raises(ValueError, match=r"^options must be None or an empty dict"):
+        envs.reset(options=options)
+
+
+def test_batched_env_refuses_a_device_torch_cannot_use(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # even on a GPU machine
+    envs = ReasoningVectorEnv(2, "sudoku-mini", device="cuda")
+    with pytest.raises(ValueError, match=r"^device 'cuda': .*; available here: cpu"):
+        envs.reset(seed=0)
+
+
 def test_batched_render_gives_a_frame_per_sub_env():
     envs = ReasoningVectorEnv(
         2, "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"), render_mode="rgb_array"

@@ -3,6 +3,7 @@ generator, dihedral augmentation, CSV round trips and tokens."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 import numpy as np
@@ -446,6 +447,13 @@ def test_csv_errors_name_file_line_and_problem(tmp_path, hard: maze.MazeSet) -> 
 
     with pytest.raises(ValueError, match=r"expected a \.csv file"):
         maze.load(tmp_path / "m.txt")
+
+
+def test_a_binary_file_is_named(tmp_path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"source,question\n" + bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a UTF-8 text file"):
+        maze.load(path)
 
 
 # --------------------------------------------------------------------------- tokens

@@ -3,6 +3,8 @@ augmentations, bundled banks."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -534,6 +536,31 @@ def test_txt_and_load_errors(tmp_path):
         sudoku.load(unsolvable)
     with pytest.raises(ValueError, match=r"unknown Sudoku file type '.json'"):
         sudoku.load(tmp_path / "puzzles.json")
+
+
+@pytest.mark.parametrize("name", ["binary.csv", "binary.txt"])
+def test_a_binary_file_is_named(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"source,question\n" + bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a UTF-8 text file"):
+        sudoku.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_a_file_of_the_other_size_names_both_sizes(tmp_path, suffix):
+    mini = sudoku.generate(np.random.default_rng(0), "hard", 2, size=4)
+    nine = sudoku.generate(np.random.default_rng(0), "easy", 2)
+    for puzzles, found, wanted in ((mini, "4x4 (16-cell)", 9), (nine, "9x9 (81-cell)", 4)):
+        path = tmp_path / f"puzzles{suffix}"
+        if suffix == ".csv":
+            sudoku.write_csv(path, puzzles)
+        else:
+            path.write_text("".join(sudoku.format(q) + "\n" for q in puzzles.questions))
+        line = 2 if suffix == ".csv" else 1
+        expected = f"{path}:{line}: the file holds {found} Sudoku puzzles, but {wanted}x{wanted} "
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            sudoku.load(path, size=wanted)
+        assert len(sudoku.load(path)) == 2  # without a size, the file's own is read
 
 
 # ---------------------------------------------------------------------------------------------

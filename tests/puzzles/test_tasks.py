@@ -91,6 +91,14 @@ def test_load_solves_files_without_answers(tmp_path):
     np.testing.assert_array_equal(loaded.targets, batch.targets)
 
 
+def test_load_names_the_size_of_a_file_for_the_other_sudoku(tmp_path):
+    path = tmp_path / "mini.csv"
+    write_puzzle_csv(path, "sudoku-mini", get_task("sudoku-mini").test_set()[:3], "mini")
+    with pytest.raises(ValueError, match=r"4x4 \(16-cell\) Sudoku puzzles, but 9x9 puzzles \(81"):
+        get_task("sudoku").load(path)
+    assert len(get_task("sudoku-mini").load(path)) == 3
+
+
 def test_puzzle_batch_checks_shapes_and_slices():
     with pytest.raises(ValueError, match="same shape"):
         PuzzleBatch(np.zeros((2, 81), np.uint8), np.zeros((2, 80), np.uint8), np.zeros(2, np.int32))

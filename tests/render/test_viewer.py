@@ -167,6 +167,24 @@ def test_panel_plots_the_q_values_over_the_episode():
     assert count[1] > count[0]
 
 
+def test_halt_line_stays_visible_where_it_coincides_with_continue():
+    viewer = Viewer("sudoku")
+    panel = slice(round(viewer.MARGIN * 2 + viewer.BOARD), None)
+
+    def pixels(q_history: list[tuple[float, float]], colour) -> int:
+        frame = viewer.render(sudoku_snapshot(q_history=q_history, cycle=len(q_history)))
+        return int((np.abs(frame[:, panel].astype(int) - colour).max(-1) <= 30).sum())
+
+    logits = np.linspace(-2.0, 2.0, 12).tolist()
+    equal = [(x, x) for x in logits]
+    apart = [(x, -x) for x in logits]
+    # Drawn under the continue line, the halt line of equal series left no more halt pixels
+    # than a single point (the legend and the status colour); drawn on top it shows in full.
+    assert pixels(equal, Palette.halt) > 0.8 * pixels(apart, Palette.halt)
+    # The continue line, under it, still shows at its edges.
+    assert pixels(equal, Palette.cont) > pixels(equal[:1], Palette.cont)
+
+
 def test_render_without_a_mode_warns_and_returns_none():
     env = ReasoningEnv("sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"))
     env.reset(seed=0)

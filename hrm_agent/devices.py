@@ -1,0 +1,84 @@
+"""Turn a user's device string (``--device``, ``device=``) into a torch device, or say why not.
+
+``torch.device("cuda")`` accepts the name even on a CPU-only torch build; the failure comes
+later, deep inside the first tensor move, as ``AssertionError: Torch not compiled with CUDA
+enabled``. :func:`resolve_device` checks up front and raises a one-line ``ValueError`` that
+names the device and what this torch build offers, which ``hrm``'s commands print without a
+traceback.
+
+>>> resolve_device("cpu")
+device(type='cpu')
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["DEVICE_CHOICES", "available_devices", "resolve_device"]
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+"""The device strings :func:`resolve_device` accepts, as a user is told them."""
+
+
+def _cuda_count() -> int:
+    """CUDA devices this process can use (0 without a CUDA build or without a GPU)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    return torch.backends.mps.is_available()
+
+
+def available_devices() -> list[str]:
+    """The devices this torch build can run on here: ``cpu``, then ``cuda:N``, ``mps``."""
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(_cuda_count())]
+    return devices + (["mps"] if _mps_available() else [])
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device for ``name``, checked against what this torch build offers here.
+
+    Args:
+        name: ``"auto"`` (the first CUDA GPU if there is one, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``, ``"mps"``, or a ``torch.device``.
+
+    Returns:
+        The device; ``"cuda"`` stays index-free (torch's current CUDA device).
+
+    Raises:
+        ValueError: one line naming the device and the devices available: an unknown device
+            string, CUDA or MPS not available in this build or on this machine, or a CUDA
+            index out of range.
+    """
+    if isinstance(name, str) and name.strip().lower() == "auto":
+        return torch.device("cuda" if _cuda_count() else "cpu")
+    offered = f"available here: {', '.join(available_devices())}"
+    try:
+        device = torch.device(name.strip() if isinstance(name, str) else name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}; use {DEVICE_CHOICES} ({offered})") from None
+    label = f"device {str(device)!r}"
+    build = f"this torch build ({torch.__version__})"
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        count = _cuda_count()
+        if count == 0:
+            # A CPU-only build, or a GPU build (CUDA or ROCm, both "cuda" to torch) on a
+            # machine whose GPU it cannot see: the fix differs, so the message does.
+            gpu_build = torch.version.cuda is not None or torch.version.hip is not None
+            why = f"{build} finds no CUDA GPU" if gpu_build else f"CUDA is not available in {build}"
+            raise ValueError(f"{label}: {why}; {offered}")
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"{label}: no such CUDA device, {build} sees {count} "
+                f"(cuda:0..cuda:{count - 1}); {offered}"
+            )
+        return device
+    if device.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"{label}: MPS is not available to {build} on this machine; {offered}")
+        return device
+    # torch knows more device types (meta, xpu, ...) that no part of hrm is built or tested
+    # for; refusing them here beats a confusing failure inside the model.
+    raise ValueError(f"unsupported {label}; use {DEVICE_CHOICES} ({offered})")

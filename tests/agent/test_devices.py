@@ -1,0 +1,57 @@
+"""resolve_device: user device strings become torch devices, or one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrm_agent.devices import resolve_device
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This process sees no CUDA GPU and no MPS, whatever the machine has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A CUDA build that sees two GPUs (only the checks are faked: nothing moves to them)."""
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_cpu_and_auto_without_a_gpu_are_the_cpu(no_gpu):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_auto_takes_cuda_when_there_is_a_gpu(two_gpus):
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", torch.device("cuda")])
+def test_cuda_without_a_gpu_is_one_line_naming_what_there_is(no_gpu, name):
+    with pytest.raises(ValueError, match=r"^device 'cuda(:0)?': .*; available here: cpu$") as err:
+        resolve_device(name)
+    assert "\n" not in str(err.value) and torch.__version__ in str(err.value)
+
+
+def test_a_cuda_index_out_of_range_names_the_devices_there_are(two_gpus):
+    with pytest.raises(ValueError, match=r"'cuda:2': no such CUDA device, .* sees 2 \(cuda:0"):
+        resolve_device("cuda:2")
+
+
+def test_mps_without_mps_is_named(no_gpu):
+    with pytest.raises(ValueError, match=r"device 'mps': MPS is not available"):
+        resolve_device("mps")
+
+
+@pytest.mark.parametrize("name", ["gpu", "", "cuda:x", "meta"])
+def test_an_unknown_or_unsupported_device_lists_the_choices(no_gpu, name):
+    with pytest.raises(ValueError, match=r"device .*use auto, cpu, cuda, cuda:N or mps"):
+        resolve_device(name)
