@@ -69,7 +69,7 @@ def solve(
     answers = np.zeros_like(grids)
     for lo in range(0, len(grids), batch_size):
         chunk = grids[lo : lo + batch_size]
-        tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.token_embedding.device)
+        tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.device)
         done = np.zeros(len(chunk), dtype=bool)
         out = answers[lo : lo + len(chunk)]
         last = None

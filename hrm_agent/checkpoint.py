@@ -202,6 +202,14 @@ def load_checkpoint(
             f"{weights_path} does not match its config: unexpected tensor {extra[0]!r}"
             + (f" and {len(extra) - 1} more" if len(extra) > 1 else "")
         )
+    for name, tensor in tensors.items():
+        # A NaN or Inf weight would make every answer garbage without any error: refuse it.
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{weights_path} is corrupt: tensor {name!r} holds {bad} non-finite "
+                f"value(s) (NaN or Inf)"
+            )
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     model.load_state_dict(state, assign=True)
     if model.rotary is not None:

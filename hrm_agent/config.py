@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GRADIENT_MODES = ("one-step", "last-cycle")
-MIXERS = ("attention", "mlp")
+MIXERS = ("attention", "mlp", "candidates", "conv")
 LOSSES = ("stablemax", "softmax")
 COMPUTE_DTYPES = ("bfloat16", "float32")
 
@@ -75,8 +75,17 @@ class HRMConfig:
     """Gradient mode: ``one-step`` (only the last L and last H update of a segment carry
     gradient, the paper's approximation) or ``last-cycle`` (the whole last cycle does)."""
     mixer: str = "attention"
-    """Token mixer: ``attention`` (non-causal self-attention with RoPE) or ``mlp`` (a SwiGLU
-    across the sequence dimension, as in TRM; no positional encoding needed)."""
+    """Token mixer: ``attention`` (non-causal self-attention with RoPE, the paper's), ``mlp``
+    (a SwiGLU across the sequence dimension, as in TRM), ``candidates`` (Sudoku only: the state
+    of a cell is one slot per digit, ``hidden_size / side`` wide each, mixed within the cell and
+    within each row, column and box by weights shared over digits and cells) or ``conv`` (grid
+    tasks: a depthwise convolution over the (side, side) grid of cells; the prefix position
+    reads the mean of the cells). The structure comes from ``seq_len`` alone."""
+    conv_kernel: int = 3
+    """``conv`` only: side of the depthwise convolution kernel (odd)."""
+    conv_dilations: str = "1"
+    """``conv`` only: comma-separated dilations, cycled over the blocks of each level (e.g.
+    ``1,2,4,8`` widens a block's reach to 2 * 8 + 1 cells)."""
     loss: str = "stablemax"
     """Cell loss: ``stablemax`` (the paper's choice for small-sample training) or ``softmax``."""
     ema: float = 0.0
@@ -105,6 +114,7 @@ class HRMConfig:
             "h_cycles",
             "l_cycles",
             "max_segments",
+            "conv_kernel",
         )
         for name in positive_ints:
             value = getattr(self, name)
@@ -120,6 +130,11 @@ class HRMConfig:
             raise ValueError(
                 f"head size hidden_size/num_heads = {self.head_dim} must be even for RoPE"
             )
+        if self.mixer in ("candidates", "conv"):
+            self._check_grid()
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(f"HRMConfig.conv_kernel must be odd, got {self.conv_kernel}")
+        self.dilations  # noqa: B018 - parses (and so validates) conv_dilations
         choices = {
             "gradient": GRADIENT_MODES,
             "mixer": MIXERS,
@@ -154,7 +169,66 @@ class HRMConfig:
                 f"HRMConfig.halt_exploration must lie in [0, 1], got {self.halt_exploration!r}"
             )
 
+    def _check_grid(self) -> None:
+        side = math.isqrt(self.seq_len)
+        if side * side != self.seq_len:
+            raise ValueError(
+                f"mixer {self.mixer!r} needs a square grid of cells, but seq_len={self.seq_len} "
+                "is not a square"
+            )
+        if self.mixer != "candidates":
+            return
+        box = math.isqrt(side)
+        if box * box != side:
+            raise ValueError(
+                f"mixer 'candidates' needs a Sudoku grid (side a square), got a {side}x{side} grid"
+            )
+        if self.vocab_size <= side:
+            raise ValueError(
+                f"mixer 'candidates' needs tokens 1..{side} for the digits, but vocab_size is "
+                f"{self.vocab_size}"
+            )
+        if self.hidden_size % side:
+            raise ValueError(
+                f"mixer 'candidates' splits hidden_size into {side} digit slots; "
+                f"hidden_size={self.hidden_size} is not a multiple of {side}"
+            )
+
     # ------------------------------------------------------------------ derived values
+    @property
+    def grid_side(self) -> int:
+        """Side of the square grid the cells form (``conv`` and ``candidates``): 9 for 9x9
+        Sudoku, 4 for mini Sudoku, 30 for the maze. Raises ValueError if S is not a square."""
+        side = math.isqrt(self.seq_len)
+        if side * side != self.seq_len:
+            raise ValueError(f"seq_len={self.seq_len} is not a square grid")
+        return side
+
+    @property
+    def slots(self) -> int:
+        """Vectors per position: the number of digits for ``candidates`` (one slot per
+        candidate digit), else 1."""
+        return self.grid_side if self.mixer == "candidates" else 1
+
+    @property
+    def slot_size(self) -> int:
+        """Width of one slot, ``hidden_size / slots``: the width every per-slot weight sees."""
+        return self.hidden_size // self.slots
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """``conv_dilations`` parsed: the dilation of block i is ``dilations[i % len]``."""
+        try:
+            values = tuple(int(v) for v in self.conv_dilations.split(","))
+        except (AttributeError, ValueError):
+            values = ()
+        if not values or min(values) < 1:
+            raise ValueError(
+                "HRMConfig.conv_dilations must be comma-separated positive ints such as "
+                f"'1,2,4', got {self.conv_dilations!r}"
+            )
+        return values
+
     @property
     def head_dim(self) -> int:
         """Size of one attention head, D / heads."""
@@ -167,8 +241,8 @@ class HRMConfig:
 
     @property
     def mlp_width(self) -> int:
-        """Intermediate width of the channel SwiGLU of each block."""
-        return swiglu_width(self.hidden_size, self.expansion, self.multiple_of)
+        """Intermediate width of the channel SwiGLU of each block (per slot)."""
+        return swiglu_width(self.slot_size, self.expansion, self.multiple_of)
 
     @property
     def mixer_width(self) -> int:
@@ -191,16 +265,25 @@ class HRMConfig:
         d, n = self.hidden_size, self.total_seq_len
         if self.mixer == "attention":
             mixer = d * 3 * d + d * d  # fused qkv + output projection, no biases
-        else:
+        elif self.mixer == "mlp":
             mixer = 3 * n * self.mixer_width  # gate+up (n -> 2w) and down (w -> n)
-        block = mixer + 3 * d * self.mlp_width
-        io = (
-            self.vocab_size * d  # token embedding
-            + d  # learned prefix position
-            + d * self.vocab_size  # LM head, no bias
-            + d * 2
-            + 2  # Q head
-        )
+        elif self.mixer == "candidates":
+            mixer = 4 * self.slot_size**2  # cell, line (row and column), box, prefix maps
+        else:
+            mixer = d * self.conv_kernel**2 + d * d  # depthwise kernel + prefix summary map
+        block = mixer + 3 * self.slot_size * self.mlp_width
+        if self.mixer == "candidates":
+            # Three input kinds per slot (this digit given / another given / blank) and a
+            # one-score-per-slot readout.
+            io = 3 * self.slot_size + d + self.slot_size + d * 2 + 2
+        else:
+            io = (
+                self.vocab_size * d  # token embedding
+                + d  # learned prefix position
+                + d * self.vocab_size  # LM head, no bias
+                + d * 2
+                + 2  # Q head
+            )
         return block * (self.h_layers + self.l_layers) + io
 
     @property
@@ -209,8 +292,15 @@ class HRMConfig:
         d, n = self.hidden_size, self.total_seq_len
         if self.mixer == "attention":
             mixer = 2 * n * 4 * d * d + 2 * 2 * n * n * d  # projections + QK^T and AV
-        else:
+        elif self.mixer == "mlp":
             mixer = 2 * d * 3 * n * self.mixer_width
+        elif self.mixer == "candidates":
+            # Maps applied to pooled slots: the cell map once per cell, the row, column and
+            # box maps once per unit and digit, the prefix map once per digit.
+            summaries = self.seq_len + (3 * self.grid_side + 1) * self.slots
+            mixer = 2 * summaries * self.slot_size**2
+        else:
+            mixer = 2 * n * d * self.conv_kernel**2 + 2 * d * d
         block = mixer + 2 * n * 3 * d * self.mlp_width
         return block * (self.l_cycles * self.l_layers + self.h_layers)
 

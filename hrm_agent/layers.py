@@ -1,4 +1,4 @@
-"""Building blocks of the HRM: RMS norm, SwiGLU, RoPE, attention, token-mixing MLP, blocks.
+"""Building blocks of the HRM: RMS norm, SwiGLU, RoPE, the token mixers, blocks.
 
 Every linear map is bias-free and starts from a truncated (+-2 sigma) LeCun normal, as in the
 paper's code; the norms have no learned scale (post-norm keeps the residual stream at unit RMS,
@@ -135,22 +135,114 @@ class TokenMLP(nn.Module):
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # (B, D, L) -> (B, L, D)
 
 
-class Block(nn.Module):
-    """Post-norm block: ``x = norm(x + mix(x)); x = norm(x + swiglu(x))``."""
+class CandidateMixer(nn.Module):
+    """Sudoku candidate-grid mixer: one slot per (cell, digit), weights shared over both.
+
+    The state of a cell is ``K = side`` slot vectors of width ``d``, slot k standing for "digit
+    k+1 here". Each slot receives linear maps of four means, all with the same weights for
+    every digit and every cell:
+
+    * the mean over its own cell's K slots ("what else could go in this cell");
+    * the mean of the same digit's slots over its row, its column and its box, one map for
+      lines (rows and columns alike) and one for boxes ("is this digit already placed, or
+      still possible, in this unit").
+
+    So the two Sudoku rules (one digit per cell, each digit once per unit) are each a single
+    pooled vector away, and the model is equivariant to relabelling digits and to the grid's
+    symmetries. The prefix position (read by the Q head) gets a map of the mean over all cells,
+    per digit slot; cells do not read the prefix.
+    """
 
     def __init__(self, config: HRMConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.mixer: Attention | TokenMLP
+        self.side = config.grid_side
+        self.box = math.isqrt(self.side)
+        d = config.slot_size
+        self.cell = Linear(d, d, generator=generator)
+        # One map for rows and columns: the rules treat them alike, and sharing keeps the
+        # model equivariant to transposing the grid.
+        self.line = Linear(d, d, generator=generator)
+        self.unit_box = Linear(d, d, generator=generator)
+        self.summary = Linear(d, d, generator=generator)
+
+    def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+        B, L, K, d = x.shape  # L = 1 + n*n positions, K digit slots of width d
+        n, b = self.side, self.box
+        cells = x[:, 1:]  # (B, S, K, d)
+        grid = cells.view(B, n, n, K, d)
+        out = self.line(grid.mean(2, keepdim=True))  # (B, n, 1, K, d), one per row
+        out = out + self.line(grid.mean(1, keepdim=True))  # (B, n, n, K, d) by broadcasting
+        boxes = grid.view(B, n // b, b, n // b, b, K, d).mean((2, 4), keepdim=True)
+        out = (out.view(B, n // b, b, n // b, b, K, d) + self.unit_box(boxes)).view(B, n, n, K, d)
+        out = out + self.cell(grid.mean(3, keepdim=True))  # (B, n, n, K, d)
+        prefix = self.summary(cells.mean(1, keepdim=True))  # (B, 1, K, d)
+        return torch.cat((prefix, out.view(B, n * n, K, d)), dim=1)  # (B, L, K, d)
+
+
+class ConvMixer(nn.Module):
+    """Grid mixer: a depthwise ``k x k`` convolution over the (side, side) grid of cells.
+
+    Each channel of a cell mixes with the same channel of its neighbours (zero padding outside
+    the grid); the block's channel SwiGLU then mixes channels within each cell. A cell's reach
+    per block is ``dilation * (k // 2)`` cells, so the cost is O(S) per cycle. The prefix
+    position, read by the Q head, gets a linear map of the mean of all cells (a global summary
+    that the cells themselves never read, so the mixer stays strictly local).
+    """
+
+    def __init__(
+        self, config: HRMConfig, dilation: int, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.side = config.grid_side
+        self.dilation = dilation
+        d, k = config.hidden_size, config.conv_kernel
+        self.weight = nn.Parameter(torch.empty(d, 1, k, k))
+        trunc_normal_(self.weight, 1.0 / k, generator)  # fan-in k*k per channel
+        self.summary = Linear(d, d, generator=generator)
+
+    def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+        B, L, D = x.shape
+        n = self.side
+        grid = x[:, 1:].transpose(1, 2).reshape(B, D, n, n)  # (B, D, n, n)
+        pad = self.dilation * (self.weight.shape[-1] // 2)
+        mixed = F.conv2d(grid, self.weight, padding=pad, dilation=self.dilation, groups=D)
+        cells = mixed.flatten(2).transpose(1, 2)  # (B, S, D)
+        prefix = self.summary(x[:, 1:].mean(1, keepdim=True))  # (B, 1, D)
+        return torch.cat((prefix, cells), dim=1)
+
+
+class Block(nn.Module):
+    """Post-norm block: ``x = norm(x + mix(x)); x = norm(x + swiglu(x))``.
+
+    With ``slots > 1`` (the candidate grid) the D channels of a position are K slots of width
+    D / K: the norms and the channel SwiGLU act on each slot with weights shared over slots.
+    """
+
+    def __init__(
+        self, config: HRMConfig, index: int = 0, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.mixer: Attention | TokenMLP | CandidateMixer | ConvMixer
         if config.mixer == "attention":
             self.mixer = Attention(config, generator)
-        else:
+        elif config.mixer == "mlp":
             self.mixer = TokenMLP(config, generator)
-        self.mlp = SwiGLU(config.hidden_size, config.mlp_width, generator)
+        elif config.mixer == "candidates":
+            self.mixer = CandidateMixer(config, generator)
+        else:
+            dilations = config.dilations
+            self.mixer = ConvMixer(config, dilations[index % len(dilations)], generator)
+        self.slots = config.slots
+        self.mlp = SwiGLU(config.slot_size, config.mlp_width, generator)
         self.eps = config.rms_norm_eps
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+        shape = x.shape
+        if self.slots > 1:
+            x = x.view(*shape[:-1], self.slots, shape[-1] // self.slots)  # (B, L, K, D/K)
         x = rms_norm(x + self.mixer(x, rotary), self.eps)
-        return rms_norm(x + self.mlp(x), self.eps)
+        x = rms_norm(x + self.mlp(x), self.eps)
+        return x.view(shape)
 
 
 class ReasoningModule(nn.Module):
@@ -163,7 +255,7 @@ class ReasoningModule(nn.Module):
         self, config: HRMConfig, num_layers: int, generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(config, generator) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(Block(config, i, generator) for i in range(num_layers))
 
     def forward(
         self, z: torch.Tensor, injection: torch.Tensor, rotary: Rotary | None

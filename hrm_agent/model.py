@@ -34,6 +34,10 @@ from torch import nn
 from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Linear, ReasoningModule, Rotary, trunc_normal_
 
+_ABSENT_LOGIT = -1e4
+"""Candidate grid: the logit of tokens that cannot be an answer (softmax and stablemax both
+give them a negligible probability; finite, so no NaN gradients)."""
+
 
 class Carry(NamedTuple):
     """Recurrent state of a batch of puzzles; both float32 of shape (B, L, D)."""
@@ -73,12 +77,18 @@ class HRM(nn.Module):
         super().__init__()
         self.config = config
         d = config.hidden_size
-        self.embed_scale = math.sqrt(d)
-
-        # Embeddings start at std 1/sqrt(D) and are multiplied by sqrt(D): unit-scale inputs
-        # that still get well-scaled gradients (as in the paper's code).
-        self.token_embedding = nn.Parameter(torch.empty(config.vocab_size, d))
-        trunc_normal_(self.token_embedding, 1.0 / self.embed_scale, generator)
+        self.candidates = config.mixer == "candidates"
+        # Embeddings start at std 1/sqrt(width) and are multiplied by sqrt(width): unit-scale
+        # inputs that still get well-scaled gradients (as in the paper's code).
+        self.embed_scale = math.sqrt(config.slot_size)
+        if self.candidates:
+            # One vector per kind of (cell, digit) slot: this digit is given here, another
+            # digit is given here, the cell is blank. Shared over digits and cells.
+            self.candidate_embedding = nn.Parameter(torch.empty(3, config.slot_size))
+            trunc_normal_(self.candidate_embedding, 1.0 / self.embed_scale, generator)
+        else:
+            self.token_embedding = nn.Parameter(torch.empty(config.vocab_size, d))
+            trunc_normal_(self.token_embedding, 1.0 / self.embed_scale, generator)
         self.prefix_embedding = nn.Parameter(torch.empty(d))
         trunc_normal_(self.prefix_embedding, 1.0 / self.embed_scale, generator)
 
@@ -90,7 +100,11 @@ class HRM(nn.Module):
         self.H_level = ReasoningModule(config, config.h_layers, generator)
         self.L_level = ReasoningModule(config, config.l_layers, generator)
 
-        self.lm_head = Linear(d, config.vocab_size, generator=generator)
+        # The candidate grid reads one score per (cell, digit) slot; other mixers one logit per
+        # token value from the whole cell.
+        self.lm_head = Linear(
+            config.slot_size, 1 if self.candidates else config.vocab_size, generator=generator
+        )
         self.q_head = Linear(d, 2, bias=True, generator=generator)
         with torch.no_grad():
             # Paper: Q starts near "never halt" (sigmoid(-5) ~ 0.007) with zero weight, which
@@ -100,8 +114,10 @@ class HRM(nn.Module):
 
         # Fixed initial states, drawn once and never trained; persistent so that a checkpoint
         # reproduces the exact same recurrence.
-        z_H0 = trunc_normal_(torch.empty(d), 1.0, generator)
-        z_L0 = trunc_normal_(torch.empty(d), 1.0, generator)
+        # With digit slots every slot starts alike (one slot-wide draw, repeated), so that
+        # relabelling the digits relabels the whole computation.
+        z_H0 = trunc_normal_(torch.empty(config.slot_size), 1.0, generator).repeat(config.slots)
+        z_L0 = trunc_normal_(torch.empty(config.slot_size), 1.0, generator).repeat(config.slots)
         self.register_buffer("z_H0", z_H0, persistent=True)
         self.register_buffer("z_L0", z_L0, persistent=True)
 
@@ -109,7 +125,7 @@ class HRM(nn.Module):
     @property
     def device(self) -> torch.device:
         """Device of the parameters."""
-        return self.token_embedding.device
+        return self.prefix_embedding.device
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision context the model computes in: bf16 autocast on CUDA when configured,
@@ -168,8 +184,14 @@ class HRM(nn.Module):
                     f"tokens must lie in [0, {self.config.vocab_size}), got values in "
                     f"[{low}, {high}]"
                 )
-        B = tokens.shape[0]
-        cells = self.token_embedding[tokens.long()]  # (B, S, D)
+        B, S = tokens.shape
+        if self.candidates:
+            digits = torch.arange(1, self.config.slots + 1, device=tokens.device)
+            t = tokens.long().unsqueeze(-1)  # (B, S, 1)
+            kind = torch.where(t == 0, 2, torch.where(t == digits, 0, 1))  # (B, S, K)
+            cells = self.candidate_embedding[kind].view(B, S, -1)  # (B, S, K * d) = (B, S, D)
+        else:
+            cells = self.token_embedding[tokens.long()]  # (B, S, D)
         prefix = self.prefix_embedding.expand(B, 1, -1)  # (B, 1, D)
         return self.embed_scale * torch.cat((prefix, cells), dim=1)  # (B, L, D)
 
@@ -224,7 +246,17 @@ class HRM(nn.Module):
     def readout(self, carry: Carry) -> Outputs:
         """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix."""
         with self.autocast():
-            logits = self.lm_head(carry.z_H[:, 1:])  # (B, S, V)
+            cells = carry.z_H[:, 1:]
+            if self.candidates:
+                B, S, D = cells.shape
+                K = self.config.slots
+                scores = self.lm_head(cells.reshape(B, S, K, D // K)).squeeze(-1)  # (B, S, K)
+                # Only the digits 1..K can be answers: every other token (blank, and in a
+                # small grid the digits beyond K) gets a logit far below any score.
+                logits = scores.new_full((B, S, self.config.vocab_size), _ABSENT_LOGIT)
+                logits[..., 1 : K + 1] = scores
+            else:
+                logits = self.lm_head(cells)  # (B, S, V)
             q = self.q_head(carry.z_H[:, 0])  # (B, 2)
         q = q.float()
         return Outputs(logits=logits.float(), q_halt=q[:, 0], q_continue=q[:, 1])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import hrm_agent.checkpoint as ckpt
+from hrm_agent import cli
 from hrm_agent.checkpoint import (
     load_checkpoint,
     load_trainer_state,
@@ -164,3 +167,73 @@ def test_trainer_state_round_trip_and_refuses_pickled_objects(model, tmp_path):
         load_trainer_state(tmp_path / "evil.pt")
     with pytest.raises(FileNotFoundError):
         load_trainer_state(tmp_path / "absent.pt")
+
+
+# ---------------------------------------------------------------------- grid mixers
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"mixer": "candidates", "hidden_size": 36},  # 9x9 Sudoku, 9 digit slots of 4
+        {"mixer": "candidates", "seq_len": 16},  # 4x4 mini Sudoku
+        {"mixer": "conv", "conv_kernel": 5, "conv_dilations": "1,2"},
+        {"mixer": "conv", "seq_len": 900, "vocab_size": 6, "h_layers": 1, "l_layers": 1},
+    ],
+    ids=["candidates-9x9", "candidates-4x4", "conv-sudoku", "conv-maze"],
+)
+def test_grid_mixers_round_trip(tmp_path, overrides):
+    config = HRMConfig.preset("tiny", **overrides)
+    model = HRM(config, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.q_head.weight.normal_()
+    save_checkpoint(tmp_path / "m", model, meta={"task": "any"})
+    loaded, got_config, _ = load_checkpoint(tmp_path / "m")
+    assert got_config == config
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    t = torch.randint(0, config.vocab_size, (2, config.seq_len))
+    with torch.no_grad():
+        a = model(model.initial_carry(2), t)[1]
+        b = loaded(loaded.initial_carry(2), t)[1]
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.q_halt, b.q_halt)
+    # The conv dilations come back with the config, block by block.
+    if config.mixer == "conv":
+        got = [blk.mixer.dilation for blk in loaded.L_level.blocks]
+        assert got == [blk.mixer.dilation for blk in model.L_level.blocks]
+
+
+# ---------------------------------------------------------------------- non-finite weights
+def poison(stem, name: str, value: float) -> None:
+    """Write ``value`` into one element of tensor ``name`` of the checkpoint's weights."""
+    path = stem.with_suffix(".safetensors")
+    tensors = load_file(str(path))
+    tensors[name].view(-1)[3] = value
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+@pytest.mark.parametrize("name", ["L_level.blocks.1.mlp.down.weight", "z_H0"])
+def test_non_finite_weights_are_refused_naming_the_tensor(model, tmp_path, value, dtype, name):
+    save_checkpoint(tmp_path / "m", model, meta={}, dtype=dtype)
+    load_checkpoint(tmp_path / "m")  # fine before
+    poison(tmp_path / "m", name, value)
+    with pytest.raises(ValueError, match=re.escape(repr(name)) + ".*non-finite"):
+        load_checkpoint(tmp_path / "m")
+
+
+def test_non_finite_weights_make_hrm_eval_fail_with_one_line(tmp_path, capsys):
+    config = HRMConfig.preset("tiny", seq_len=16)
+    model = HRM(config, generator=torch.Generator().manual_seed(0))
+    stem = tmp_path / "m"
+    save_checkpoint(stem, model, meta={"task": "sudoku-mini"})
+    args = ["eval", "sudoku-mini", "--checkpoint", str(stem), "--limit", "2", "--json"]
+    assert cli.main(args) == 0  # the healthy checkpoint evaluates
+    capsys.readouterr()
+    for value in (float("nan"), float("inf")):
+        poison(stem, "token_embedding", value)
+        assert cli.main(args) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.splitlines()
+        assert len(lines) == 1, captured.err
+        assert lines[0].startswith("hrm eval: error:")
+        assert "'token_embedding'" in lines[0] and "non-finite" in lines[0]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
 
-from hrm_agent.config import HRMConfig
-from hrm_agent.layers import Rotary
+from hrm_agent.config import MIXERS, HRMConfig
+from hrm_agent.layers import Block, ConvMixer, ReasoningModule, Rotary
+from hrm_agent.losses import softmax_cross_entropy, stablemax_cross_entropy
 from hrm_agent.model import HRM, Carry, Outputs
 
 
@@ -22,6 +25,16 @@ def make(seed: int = 0, **overrides) -> HRM:
 def tokens(batch: int, config: HRMConfig, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, config.vocab_size, (batch, config.seq_len), generator=g)
+
+
+# What each mixer needs on top of the tiny preset's 9x9 Sudoku sizes: the candidate grid splits
+# hidden_size into 9 digit slots (36 = 9 x 4); conv gets two dilations so both are exercised.
+MIXER_OVERRIDES = {
+    "attention": {},
+    "mlp": {},
+    "candidates": {"hidden_size": 36},
+    "conv": {"conv_dilations": "1,2"},
+}
 
 
 # --------------------------------------------------------------------------- config
@@ -52,31 +65,124 @@ def test_small_preset_fits_in_8m_and_tiny_is_tiny():
     assert 10_000 <= sum(p.numel() for p in HRM(tiny).parameters()) <= 100_000
 
 
-@settings(max_examples=15, deadline=None)
-@given(
-    heads=st.sampled_from([1, 2, 4]),
-    head_dim=st.sampled_from([2, 4, 8]),
-    layers=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    mixer=st.sampled_from(["attention", "mlp"]),
-    seq_len=st.integers(1, 20),
-    vocab=st.integers(2, 12),
-    expansion=st.sampled_from([1.0, 2.0, 4.0]),
-)
-def test_num_parameters_property_counts_the_built_model(
-    heads, head_dim, layers, mixer, seq_len, vocab, expansion
-):
-    config = HRMConfig(
-        hidden_size=heads * head_dim,
+@st.composite
+def model_configs(draw) -> HRMConfig:
+    """Small configs of every mixer, with the sizes each one needs (square grids for conv, a
+    Sudoku grid and hidden_size a multiple of the side for the candidate grid)."""
+    mixer = draw(st.sampled_from(MIXERS))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    hidden = heads * draw(st.sampled_from([2, 4, 8]))
+    extra = {}
+    if mixer == "candidates":
+        side = draw(st.sampled_from([1, 4, 9]))
+        seq_len = side * side
+        hidden = side * draw(st.sampled_from([1, 2, 4]))
+        heads = draw(st.sampled_from([h for h in (1, 2, 4) if hidden % h == 0]))
+        vocab = draw(st.integers(side + 1, 12))
+    elif mixer == "conv":
+        seq_len = draw(st.integers(1, 6)) ** 2
+        vocab = draw(st.integers(2, 12))
+        extra = dict(
+            conv_kernel=draw(st.sampled_from([1, 3, 5])),
+            conv_dilations=draw(st.sampled_from(["1", "2", "1,2,3"])),
+        )
+    else:
+        seq_len = draw(st.integers(1, 20))
+        vocab = draw(st.integers(2, 12))
+    layers = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    return HRMConfig(
+        hidden_size=hidden,
         num_heads=heads,
         h_layers=layers[0],
         l_layers=layers[1],
         mixer=mixer,
         seq_len=seq_len,
         vocab_size=vocab,
-        expansion=expansion,
+        expansion=draw(st.sampled_from([1.0, 2.0, 4.0])),
         multiple_of=8,
+        **extra,
     )
-    assert sum(p.numel() for p in HRM(config).parameters()) == config.num_parameters
+
+
+@settings(max_examples=30, deadline=None)
+@given(config=model_configs())
+def test_num_parameters_property_counts_the_built_model(config):
+    with torch.device("meta"):
+        model = HRM(config)
+    assert sum(p.numel() for p in model.parameters()) == config.num_parameters
+
+
+@pytest.mark.parametrize(
+    "mixer, seq_len, vocab_size, overrides",
+    [
+        ("candidates", 81, 10, {"hidden_size": 36}),  # 9x9 Sudoku, 9 slots of 4
+        ("candidates", 81, 10, {"hidden_size": 72, "num_heads": 4}),
+        ("candidates", 16, 10, {}),  # 4x4 mini Sudoku, 4 slots of 8
+        ("conv", 81, 10, {}),
+        ("conv", 16, 10, {"conv_kernel": 5, "conv_dilations": "1,2,4"}),
+        ("conv", 900, 6, {}),  # the 30x30 maze
+        ("conv", 900, 6, {"conv_kernel": 7, "conv_dilations": "1,2,4,8"}),
+    ],
+)
+def test_num_parameters_counts_the_grid_mixers(mixer, seq_len, vocab_size, overrides):
+    config = HRMConfig.preset(
+        "tiny", mixer=mixer, seq_len=seq_len, vocab_size=vocab_size, **overrides
+    )
+    with torch.device("meta"):
+        model = HRM(config)
+    assert sum(p.numel() for p in model.parameters()) == config.num_parameters
+
+
+def _count(config: HRMConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in HRM(config).parameters())
+
+
+def test_grid_mixers_have_no_weights_per_position():
+    # A convolution and the candidate grid's pooled maps are the same for every cell: the size
+    # of the model does not depend on the size of the grid (unlike the mlp mixer's).
+    for mixer in ("conv", "mlp"):
+        small = _count(HRMConfig.preset("tiny", mixer=mixer, seq_len=16))
+        large = _count(HRMConfig.preset("tiny", mixer=mixer, seq_len=900))
+        assert (small == large) == (mixer == "conv")
+
+
+def test_candidate_weights_are_shared_over_digits_and_cells():
+    # The same slot width on a 4x4 and a 9x9 grid: identical reasoning-block weights (nothing
+    # in a block is per digit or per cell); only the prefix embedding and the Q head, which read
+    # the whole position, grow with hidden_size.
+    mini = HRM(HRMConfig.preset("tiny", mixer="candidates", seq_len=16, hidden_size=32))
+    full = HRM(HRMConfig.preset("tiny", mixer="candidates", seq_len=81, hidden_size=72))
+    assert mini.config.slot_size == full.config.slot_size == 8
+    for name in ("H_level", "L_level"):
+        a = {k: v.shape for k, v in getattr(mini, name).state_dict().items()}
+        b = {k: v.shape for k, v in getattr(full, name).state_dict().items()}
+        assert a == b
+    assert mini.candidate_embedding.shape == full.candidate_embedding.shape == (3, 8)
+    assert mini.lm_head.weight.shape == full.lm_head.weight.shape == (1, 8)
+    assert not hasattr(mini, "token_embedding")
+
+
+@pytest.mark.parametrize(
+    "mixer, overrides",
+    [
+        ("mlp", {}),
+        ("candidates", {"hidden_size": 36}),
+        ("candidates", {"seq_len": 16}),
+        ("conv", {}),
+        ("conv", {"conv_kernel": 5, "conv_dilations": "1,2"}),
+        ("conv", {"seq_len": 900, "vocab_size": 6, "h_layers": 1, "l_layers": 1}),
+    ],
+)
+def test_flops_per_cycle_matches_a_flop_count_of_one_cycle(mixer, overrides):
+    # The documented figure: forward FLOPs of one high-level cycle for one puzzle, matmuls
+    # (and convolutions) only, 2 per multiply-add. Measured here with torch's flop counter.
+    config = HRMConfig.preset("tiny", mixer=mixer, **overrides)
+    model = HRM(config)
+    x = model.embed(tokens(1, config))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.cycle(model.initial_carry(1), x)
+    assert config.flops_per_cycle == pytest.approx(counter.get_total_flops(), rel=0.01)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +191,17 @@ def test_num_parameters_property_counts_the_built_model(
         (dict(hidden_size=30, num_heads=4), "must divide"),
         (dict(hidden_size=6, num_heads=2), "even"),
         (dict(gradient="full"), "gradient"),
-        (dict(mixer="conv"), "mixer"),
+        (dict(mixer="transformer"), "mixer"),
+        (dict(mixer="conv", seq_len=20), "not a square"),
+        (dict(mixer="conv", conv_kernel=4), "odd"),
+        (dict(mixer="conv", conv_kernel=0), "conv_kernel"),
+        (dict(mixer="conv", conv_dilations="1,0"), "conv_dilations"),
+        (dict(mixer="conv", conv_dilations="1,,2"), "conv_dilations"),
+        (dict(mixer="conv", conv_dilations="two"), "conv_dilations"),
+        (dict(mixer="candidates", seq_len=20), "not a square"),
+        (dict(mixer="candidates", seq_len=36, hidden_size=36), "Sudoku grid"),
+        (dict(mixer="candidates"), "multiple of 9"),  # hidden_size 32 into 9 digit slots
+        (dict(mixer="candidates", hidden_size=36, vocab_size=9), "vocab_size"),
         (dict(loss="hinge"), "loss"),
         (dict(ema=1.0), "ema"),
         (dict(ema=-0.1), "ema"),
@@ -120,13 +236,31 @@ def test_config_presets_overrides_and_dict_round_trip():
     assert config.replace(h_cycles=1).h_cycles == 1
     assert config.max_cycles == config.h_cycles * config.max_segments
     assert config.total_seq_len == config.seq_len + 1
+    grid = HRMConfig.preset("tiny", mixer="conv", conv_kernel=5, conv_dilations="1,2,4")
+    assert HRMConfig.from_dict(grid.to_dict()) == grid
+
+
+def test_grid_properties():
+    sudoku = HRMConfig.preset("tiny", mixer="candidates", hidden_size=36)
+    assert (sudoku.grid_side, sudoku.slots, sudoku.slot_size) == (9, 9, 4)
+    mini = HRMConfig.preset("tiny", mixer="candidates", seq_len=16)
+    assert (mini.grid_side, mini.slots, mini.slot_size) == (4, 4, 8)
+    maze = HRMConfig.preset("tiny", mixer="conv", seq_len=900, vocab_size=6)
+    assert (maze.grid_side, maze.slots, maze.slot_size) == (30, 1, 32)
+    assert HRMConfig.preset("tiny").slots == 1  # attention: one vector per position
+    assert maze.dilations == (1,)
+    assert maze.replace(conv_dilations=" 1, 2,4").dilations == (1, 2, 4)
+    with pytest.raises(ValueError, match="not a square"):
+        HRMConfig.preset("tiny", seq_len=20).grid_side  # noqa: B018
+    # The channel SwiGLU of the candidate grid is sized per slot.
+    assert sudoku.mlp_width == HRMConfig.preset("tiny", hidden_size=4, num_heads=1).mlp_width
 
 
 # --------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("mixer", ["attention", "mlp"])
+@pytest.mark.parametrize("mixer", MIXERS)
 @pytest.mark.parametrize("gradient", ["one-step", "last-cycle"])
 def test_output_and_carry_shapes(mixer, gradient):
-    model = make(mixer=mixer, gradient=gradient)
+    model = make(mixer=mixer, gradient=gradient, **MIXER_OVERRIDES[mixer])
     c = model.config
     carry = model.initial_carry(3)
     assert isinstance(carry, Carry)
@@ -159,6 +293,26 @@ def test_embedding_is_scaled_and_prefixed():
     scale = model.config.hidden_size**0.5
     torch.testing.assert_close(x[:, 0], scale * model.prefix_embedding.expand(2, -1))
     torch.testing.assert_close(x[:, 1:], scale * model.token_embedding[t])
+
+
+def test_candidate_embedding_has_three_kinds_of_slot():
+    # Slot k of a cell (digit k + 1) holds one of three shared vectors: "this digit is given
+    # here", "another digit is given here", "the cell is blank".
+    model = make(mixer="candidates", seq_len=16)
+    c = model.config
+    K, d = c.slots, c.slot_size
+    t = torch.tensor([[0, 1, 4, 2] + [0] * 12])
+    x = model.embed(t)
+    assert x.shape == (1, 17, c.hidden_size)
+    scale = d**0.5
+    torch.testing.assert_close(x[:, 0], scale * model.prefix_embedding.expand(1, -1))
+    given, other, blank = (scale * model.candidate_embedding).unbind(0)
+    slots = x[0, 1:].view(16, K, d)
+    for k in range(K):
+        torch.testing.assert_close(slots[0, k], blank)  # token 0
+        torch.testing.assert_close(slots[1, k], given if k == 0 else other)  # digit 1
+        torch.testing.assert_close(slots[2, k], given if k == 3 else other)  # digit 4
+        torch.testing.assert_close(slots[3, k], given if k == 1 else other)  # digit 2
 
 
 def test_bad_tokens_raise_value_errors():
@@ -414,3 +568,250 @@ def test_bf16_autocast_keeps_the_carry_and_outputs_float32():
     assert out.logits.dtype == out.q_halt.dtype == torch.float32
     assert (out.logits - ref.logits).abs().max() < 0.25
     assert not torch.equal(out.logits, ref.logits)  # bf16 really was used
+
+
+# --------------------------------------------------------------------------- grid mixers
+def _dependence(fn, config: HRMConfig, width: int | None = None, seed: int = 0) -> torch.Tensor:
+    """``diff[i, p, s]``: how much output slot s of position p moves when the input of cell i
+    is perturbed (one batch row per cell i; ``width`` splits the channels into slots)."""
+    S, D = config.seq_len, config.hidden_size
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, S + 1, D, generator=g)
+    batch = x.repeat(S, 1, 1)
+    batch[torch.arange(S), 1 + torch.arange(S)] += torch.randn(S, D, generator=g)
+    with torch.no_grad():
+        diff = (fn(batch) - fn(x)).abs()
+    return diff.view(S, S + 1, -1, width or D).amax(-1)
+
+
+def _window(side: int, kernel: int, dilation: int) -> torch.Tensor:
+    """(S, S) bool: cell j is within the dilated kernel window of cell i."""
+    r, c = torch.arange(side).repeat_interleave(side), torch.arange(side).repeat(side)
+    dr, dc = r[None, :] - r[:, None], c[None, :] - c[:, None]
+    reach = dilation * (kernel // 2)
+
+    def ok(o: torch.Tensor) -> torch.Tensor:
+        return (o.abs() <= reach) & (o % dilation == 0)
+
+    return ok(dr) & ok(dc)
+
+
+def _peers(side: int) -> torch.Tensor:
+    """(S, S) bool: the cells share a row, a column or a box (a cell is its own peer)."""
+    box = math.isqrt(side)
+    r, c = torch.arange(side).repeat_interleave(side), torch.arange(side).repeat(side)
+    b = (r // box) * box + c // box
+    return (r[:, None] == r) | (c[:, None] == c) | (b[:, None] == b)
+
+
+def _assert_reach(diff: torch.Tensor, expected: torch.Tensor) -> None:
+    """Perturbations change exactly the expected outputs (and leave the rest bit-for-bit)."""
+    assert diff[expected].min() > 1e-4
+    assert diff[~expected].max() <= 1e-6
+
+
+def _grid_config(mixer: str, **overrides) -> HRMConfig:
+    return HRMConfig.preset(
+        "tiny", **{"mixer": mixer, "hidden_size": 8, "num_heads": 1, **overrides}
+    )
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (3, 2), (5, 1)])
+def test_conv_block_is_local(kernel, dilation):
+    config = _grid_config("conv", conv_kernel=kernel, conv_dilations=str(dilation))
+    block = Block(config, generator=torch.Generator().manual_seed(0))
+    assert block.mixer.dilation == dilation
+    diff = _dependence(lambda x: block(x, None), config)[..., 0]  # (S perturbed, 1 + S)
+    # A cell's output moves exactly when a cell of its (dilated) k x k window moved.
+    _assert_reach(diff[:, 1:], _window(9, kernel, dilation))
+    # The prefix summarises every cell.
+    assert diff[:, 0].min() > 1e-6
+
+
+def test_conv_module_cycles_dilations_and_their_reach_adds_up():
+    config = _grid_config("conv", conv_dilations="1,2")
+    module = ReasoningModule(config, 3, generator=torch.Generator().manual_seed(0))
+    assert [b.mixer.dilation for b in module.blocks] == [1, 2, 1]
+    two = ReasoningModule(config, 2, generator=torch.Generator().manual_seed(0))
+    zero = torch.zeros(1, config.total_seq_len, config.hidden_size)
+    diff = _dependence(lambda z: two(z, zero.expand_as(z), None), config)[..., 0]
+    # Dilation 1 then 2: a 3x3 window, then every other cell of a 5x5 one -> offsets up to 3.
+    one_then_two = (_window(9, 3, 1).int() @ _window(9, 3, 2).int()) > 0
+    assert one_then_two.sum(1).max() == 49  # the full 7x7 square
+    _assert_reach(diff[:, 1:], one_then_two)
+
+
+def test_conv_prefix_reads_the_mean_of_the_cells_and_cells_never_read_the_prefix():
+    config = _grid_config("conv")
+    block = Block(config, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, config.total_seq_len, config.hidden_size, generator=g)
+    # The mixer's prefix output is the summary map of the mean cell.
+    mixer = block.mixer
+    assert isinstance(mixer, ConvMixer)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x, None)[:, 0], mixer.summary(x[:, 1:].mean(1)))
+        # So the block's prefix output ignores where the cells are (any reordering) ...
+        shuffled = torch.cat((x[:, :1], x[:, 1 + torch.randperm(81, generator=g)]), dim=1)
+        torch.testing.assert_close(block(shuffled, None)[:, 0], block(x, None)[:, 0])
+        # ... and the cells do not see the prefix at all.
+        moved = x.clone()
+        moved[:, 0] += torch.randn(config.hidden_size, generator=g)
+        a, b = block(x, None), block(moved, None)
+    assert torch.equal(a[:, 1:], b[:, 1:])
+    assert not torch.allclose(a[:, 0], b[:, 0])
+
+
+def test_conv_mixer_runs_on_the_maze_grid():
+    model = make(mixer="conv", seq_len=900, vocab_size=6, conv_dilations="1,2,4")
+    c = model.config
+    with torch.no_grad():
+        _, out = model(model.initial_carry(1), tokens(1, c))
+    assert out.logits.shape == (1, 900, 6)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_candidate_block_mixes_only_peers_and_each_digit_with_itself():
+    config = _grid_config("candidates", seq_len=81, hidden_size=18)  # 9 slots of 2
+    K = config.slots
+    block = Block(config, generator=torch.Generator().manual_seed(0))
+    diff = _dependence(lambda x: block(x, None), config, width=config.slot_size)
+    # Whole cells perturbed: a cell's output moves exactly when a peer (or itself) moved.
+    _assert_reach(diff[:, 1:].amax(-1), _peers(9))
+    assert diff[:, 0].amin() > 1e-6  # the prefix summarises every cell
+
+    # One slot (digit 3) of cell 0 perturbed: in its peers only digit 3 moves; in the cell
+    # itself every digit moves (they share the cell's mean).
+    w = config.slot_size
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, config.total_seq_len, config.hidden_size, generator=g)
+    moved = x.clone()
+    moved[0, 1, 2 * w : 3 * w] += 1.0  # position 1 is cell 0; slot 2 is digit 3
+    with torch.no_grad():
+        d = (block(moved, None) - block(x, None)).abs().view(82, K, w).amax(-1)[1:]  # (S, K)
+    peers = _peers(9)[0].clone()
+    peers[0] = False  # cell 0 itself
+    assert d[0].min() > 1e-4
+    assert d[peers, 2].min() > 1e-4
+    assert d[peers][:, [k for k in range(K) if k != 2]].max() <= 1e-6
+    assert d[~peers][1:].max() <= 1e-6  # the cells that share no unit with cell 0
+    # And the cells do not read the prefix.
+    moved = x.clone()
+    moved[0, 0] += 1.0
+    with torch.no_grad():
+        assert torch.equal(block(moved, None)[:, 1:], block(x, None)[:, 1:])
+
+
+def test_candidate_block_is_equivariant_to_relabelling_digits():
+    # The layer itself: permuting the digit slots of the input permutes those of the output.
+    config = _grid_config("candidates", seq_len=81, hidden_size=18)
+    K, d = config.slots, config.slot_size
+    block = Block(config, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, config.total_seq_len, config.hidden_size, generator=g)
+    perm = torch.randperm(K, generator=g)
+
+    def relabel(z: torch.Tensor) -> torch.Tensor:
+        return z.view(2, -1, K, d)[:, :, perm].reshape(z.shape)
+
+    with torch.no_grad():
+        torch.testing.assert_close(block(relabel(x), None), relabel(block(x, None)))
+
+
+def _candidate_model(seq_len: int = 81, seed: int = 0) -> HRM:
+    side = math.isqrt(seq_len)
+    return make(seed=seed, mixer="candidates", seq_len=seq_len, hidden_size=4 * side)
+
+
+def _logits(model: HRM, t: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        carry = model.initial_carry(t.shape[0])
+        carry, _ = model(carry, t)  # two segments: the carry is part of what must commute
+        _, out = model(carry, t)
+    return out.logits
+
+
+def _sudoku_like_tokens(batch: int, seq_len: int, seed: int = 3) -> torch.Tensor:
+    """Grids with about half the cells given (any digit) and the rest blank."""
+    g = torch.Generator().manual_seed(seed)
+    side = math.isqrt(seq_len)
+    digits = torch.randint(1, side + 1, (batch, seq_len), generator=g)
+    return torch.where(torch.rand(batch, seq_len, generator=g) < 0.5, digits, 0)
+
+
+def test_candidate_model_is_equivariant_to_relabelling_digits():
+    model = _candidate_model()
+    t = _sudoku_like_tokens(2, 81)
+    g = torch.Generator().manual_seed(4)
+    relabel = torch.cat((torch.tensor([0]), 1 + torch.randperm(9, generator=g)))  # 0 stays 0
+    a, b = _logits(model, t), _logits(model, relabel[t])
+    # Digit k's logit for the original puzzle is digit relabel[k]'s for the relabelled one.
+    torch.testing.assert_close(b[..., relabel], a, atol=1e-4, rtol=1e-4)
+
+
+def _grid_permutations(side: int) -> dict[str, torch.Tensor]:
+    """Index maps (new cell -> old cell) of some Sudoku symmetries of a side x side grid."""
+    box = math.isqrt(side)
+    cells = torch.arange(side * side).view(side, side)
+    rows = torch.arange(side)
+    swap_rows = rows.clone()
+    swap_rows[[0, 1]] = rows[[1, 0]]  # two rows of the first band
+    bands = torch.cat([torch.arange(box) + box * b for b in reversed(range(box))])
+    return {
+        "rows within a band": cells[swap_rows].reshape(-1),
+        "bands": cells[bands].reshape(-1),
+        "columns within a stack": cells[:, swap_rows].reshape(-1),
+        "transpose": cells.T.reshape(-1),
+    }
+
+
+@pytest.mark.parametrize("seq_len", [81, 16])
+@pytest.mark.parametrize(
+    "symmetry", ["rows within a band", "bands", "columns within a stack", "transpose"]
+)
+def test_candidate_model_is_equivariant_to_the_grid_symmetries(seq_len, symmetry):
+    model = _candidate_model(seq_len)
+    t = _sudoku_like_tokens(2, seq_len)
+    index = _grid_permutations(math.isqrt(seq_len))[symmetry]
+    a, b = _logits(model, t), _logits(model, t[:, index])
+    torch.testing.assert_close(b, a[:, index], atol=1e-4, rtol=1e-4)
+
+
+def test_candidate_grid_on_mini_sudoku_answers_only_digits_1_to_4():
+    model = _candidate_model(16)
+    c = model.config
+    assert (c.vocab_size, c.slots) == (10, 4)
+    t = _sudoku_like_tokens(3, 16)
+    carry, out = model(model.initial_carry(3), t)
+    assert out.logits.shape == (3, 16, 10)
+    digits = out.logits[..., 1:5]
+    absent = out.logits[..., [0, 5, 6, 7, 8, 9]]
+    assert torch.isfinite(out.logits).all()
+    assert absent.max() < digits.min() - 1000  # far below every digit's score
+    assert set(out.logits.argmax(-1).unique().tolist()) <= {1, 2, 3, 4}
+    # Both cell losses stay finite, and so do their gradients.
+    target = torch.randint(1, 5, (3, 16), generator=torch.Generator().manual_seed(0))
+    for loss_fn in (stablemax_cross_entropy, softmax_cross_entropy):
+        model.zero_grad(set_to_none=True)
+        _, out = model(model.initial_carry(3), t)
+        loss = loss_fn(out.logits, target).mean()
+        loss.backward()
+        assert torch.isfinite(loss)
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                assert torch.isfinite(p.grad).all(), name
+        assert model.candidate_embedding.grad.abs().sum() > 0
+        assert model.lm_head.weight.grad.abs().sum() > 0
+
+
+def test_candidate_readout_is_one_score_per_digit_slot():
+    model = _candidate_model(16)
+    with torch.no_grad():
+        model.lm_head.weight.normal_()
+    d = model.config.slot_size
+    carry = model.initial_carry(1)
+    z_H = carry.z_H.clone()
+    z_H[0, 3, d : 2 * d] += 1.0  # slot 1 (digit 2) of cell 2 (position 3) only
+    a, b = model.readout(carry).logits, model.readout(Carry(z_H, carry.z_L)).logits
+    moved = (a - b).abs() > 0
+    assert moved.nonzero().tolist() == [[0, 2, 2]]
