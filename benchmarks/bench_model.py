@@ -1,6 +1,7 @@
 """Inference cost of one HRM high-level cycle (= one env step), per preset and task.
 
-For each preset (``tiny``, ``small``, ``paper``) and task sizes (Sudoku: 81 cells, vocabulary
+For each preset (``tiny``, ``small``, ``paper``, and ``recipe``: the model of each task's
+training recipe in ``hrm_agent.recipes``, i.e. the shipped architecture) and task sizes (Sudoku: 81 cells, vocabulary
 10; maze: 900 cells, vocabulary 6) it prints the parameter count and the median latency of one
 ``model.cycle`` + ``model.readout`` (what an environment step runs) for one puzzle and for a
 batch, on the CPU; and, when CUDA is available, on the GPU in bf16 autocast, eager and
@@ -27,6 +28,7 @@ import torch
 
 from hrm_agent.config import PRESETS, HRMConfig
 from hrm_agent.model import HRM
+from hrm_agent.recipes import recipe_for
 
 TASKS = {"sudoku": (81, 10), "maze": (900, 6)}
 
@@ -86,10 +88,23 @@ def cycle_timer(model: HRM, batch: int, device: torch.device) -> Callable[[], No
     return step
 
 
+def make_config(preset: str, task: str) -> HRMConfig:
+    """The config of ``preset`` at ``task``'s sizes; ``recipe``: the task's recipe model."""
+    seq_len, vocab = TASKS[task]
+    if preset == "recipe":
+        recipe = recipe_for(task)
+        return HRMConfig.preset(
+            recipe.preset, seq_len=seq_len, vocab_size=vocab, **recipe.overrides
+        )
+    return HRMConfig.preset(preset, seq_len=seq_len, vocab_size=vocab)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--presets", default=",".join(reversed(PRESETS)), help="comma-separated presets"
+        "--presets",
+        default=",".join(("recipe", *reversed(PRESETS))),
+        help="comma-separated presets; recipe = each task's recipe model",
     )
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: sudoku,maze")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats (median shown)")
@@ -124,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     nosync = lambda: None  # noqa: E731
     for preset in presets:
         for task in tasks:
-            seq_len, vocab = TASKS[task]
-            config = HRMConfig.preset(preset, seq_len=seq_len, vocab_size=vocab)
+            config = make_config(preset, task)
             model = HRM(config).eval()
             gflop = config.flops_per_cycle / 1e9
             cells = []
@@ -171,8 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     for preset in presets:
         for task in tasks:
-            seq_len, vocab = TASKS[task]
-            config = HRMConfig.preset(preset, seq_len=seq_len, vocab_size=vocab)
+            config = make_config(preset, task)
             modes = ["eager"] if args.no_compile else ["eager", "compile"]
             for mode in modes:
                 model = HRM(config).to(device).eval()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrm_agent.devices import resolve_device
 from hrm_agent.reasoner import load_model, shipped_checkpoint
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
@@ -120,6 +121,11 @@ class EvalResult:
     """(n,) int cycle at which each puzzle halted by the Q head."""
     correct: np.ndarray = field(repr=False)
     """(n,) bool: correct after the last cycle."""
+    path: dict[str, float] | None = None
+    """Maze only: precision and recall of the predicted path cells against the reference
+    path (micro-averaged over puzzles; a different path of the same length counts as misses),
+    after the last cycle and at the Q halt, and ``copy_cell_accuracy``: the cell accuracy of
+    answering with the unchanged input, the baseline that all-cell accuracy must beat."""
 
     @property
     def exact_accuracy(self) -> float:
@@ -167,6 +173,7 @@ class EvalResult:
             "q_halting": at_q,
             "accuracy_per_cycle": [float(v) for v in self.exact_per_cycle],
             "cell_accuracy_per_cycle": [float(v) for v in self.cell_per_cycle],
+            **({} if self.path is None else {"path": dict(self.path)}),
         }
 
 
@@ -186,7 +193,8 @@ def evaluate(
         task: the task (or its name) that scores answers.
         batch: the puzzles and their reference answers.
         max_segments: segments per puzzle (default: the model's ``max_segments``).
-        device: where to run; the model is moved there (default: where it is).
+        device: where to run (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...); the model is moved
+            there (default: where it is).
         batch_size: puzzles per forward pass.
         progress: show a tqdm bar over batches.
 
@@ -194,7 +202,8 @@ def evaluate(
         The :class:`EvalResult`.
 
     Raises:
-        ValueError: if the puzzles do not fit the model or the task, or ``batch_size < 1``.
+        ValueError: if the puzzles do not fit the model or the task, ``batch_size < 1``, or
+            the device is one this torch build cannot run on.
     """
     task = get_task(task) if isinstance(task, str) else task
     if batch_size < 1:
@@ -206,7 +215,7 @@ def evaluate(
             f"({task.seq_len} cells) and model ({config.seq_len} cells)"
         )
     if device is not None:
-        model.to(device)
+        model.to(resolve_device(device))
     device = next(model.parameters()).device
     segments = config.max_segments if max_segments is None else int(max_segments)
     n_cycles = segments * config.h_cycles
@@ -257,6 +266,15 @@ def evaluate(
         model.train(was_training)
     seconds = time.perf_counter() - start
 
+    path = None
+    if task.name == "maze":
+        path = {
+            **_path_scores(batch.targets, final_preds, ""),
+            **_path_scores(batch.targets, q_preds, "q_"),
+            "copy_cell_accuracy": float(
+                np.sum(task.cell_accuracy(batch.inputs, batch.inputs, batch.targets)) / max(n, 1)
+            ),
+        }
     denominator = max(n, 1)
     q_ok = np.asarray(task.is_correct(batch.inputs, q_preds, batch.targets), dtype=bool)
     q_cells = task.cell_accuracy(batch.inputs, q_preds, batch.targets)
@@ -276,7 +294,22 @@ def evaluate(
         q_predictions=q_preds,
         halt_cycles=halt_cycles,
         correct=correct,
+        path=path,
     )
+
+
+def _path_scores(targets: np.ndarray, preds: np.ndarray, prefix: str) -> dict[str, float]:
+    """Micro precision and recall of the maze path cells (token ``PATH``) of ``preds``."""
+    from hrm_env.puzzles.maze import PATH
+
+    predicted, reference = preds == PATH, targets == PATH
+    hits = int((predicted & reference).sum())
+    n_pred, n_ref = int(predicted.sum()), int(reference.sum())
+    return {
+        # No predicted path at all scores 0, not an undefined (or flattering) precision.
+        f"{prefix}path_precision": hits / n_pred if n_pred else 0.0,
+        f"{prefix}path_recall": hits / n_ref if n_ref else 0.0,
+    }
 
 
 # ---------------------------------------------------------------------- command line
@@ -295,7 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--batch-size", type=int, default=256, help="puzzles per forward pass")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:1, mps (default cpu)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N puzzles")
     parser.add_argument(
         "--max-segments",
@@ -360,6 +395,17 @@ def format_table(result: EvalResult, summary: dict[str, Any]) -> str:
         f"{result.max_cycles:>9.2f}",
         f"{'Q head':<16}{result.q_exact_accuracy:>8.3f}{result.q_cell_accuracy:>8.3f}"
         f"{result.q_mean_cycles:>9.2f}",
+        *(
+            []
+            if result.path is None
+            else [
+                f"path cells: precision {result.path['path_precision']:.3f} recall "
+                f"{result.path['path_recall']:.3f} (max cycles), "
+                f"{result.path['q_path_precision']:.3f} / {result.path['q_path_recall']:.3f} "
+                f"(Q head); copying the input scores cells "
+                f"{result.path['copy_cell_accuracy']:.3f}"
+            ]
+        ),
         "",
         f"{'cycle':>5}{'exact':>8}{'cells':>8}",
     ]

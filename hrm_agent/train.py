@@ -50,7 +50,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,17 +63,27 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hrm_agent.checkpoint import load_trainer_state, save_checkpoint, save_trainer_state
-from hrm_agent.config import PRESETS, HRMConfig
+from hrm_agent.checkpoint import (
+    checkpoint_paths,
+    load_checkpoint,
+    load_trainer_state,
+    read_checkpoint_json,
+    save_checkpoint,
+    save_trainer_state,
+)
+from hrm_agent.config import MIXERS, PRESETS, HRMConfig
+from hrm_agent.devices import resolve_device
 from hrm_agent.evaluate import EvalResult, evaluate
 from hrm_agent.losses import hrm_loss, q_targets
 from hrm_agent.model import HRM, Carry
+from hrm_agent.recipes import describe_recipes, recipe_for
 from hrm_env.puzzles.tasks import TASK_NAMES, PuzzleBatch, Task, get_task
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "train",
     "add_arguments",
     "run",
@@ -83,6 +95,8 @@ CHECKPOINT_STEM = "model"
 TRAINER_STATE_FORMAT = "hrm-trainer-state"
 TRAINER_STATE_VERSION = 1
 LR_SCHEDULES = ("constant", "cosine")
+LOSS_CELLS = ("all", "scored")
+Q_BOOTSTRAPS = ("next-segment", "delayed")
 MODEL_OVERRIDE_FIELDS = (
     "hidden_size",
     "num_heads",
@@ -95,6 +109,8 @@ MODEL_OVERRIDE_FIELDS = (
     "max_segments",
     "gradient",
     "mixer",
+    "conv_kernel",
+    "conv_dilations",
     "loss",
     "rope_theta",
     "rms_norm_eps",
@@ -116,6 +132,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "compile",
         "progress",
+        "eval_difficulty",
     }
 )
 
@@ -132,7 +149,8 @@ class TrainConfig:
     """HRMConfig fields to change on top of the preset (e.g. ``{"h_cycles": 1}``); see
     ``MODEL_OVERRIDE_FIELDS``."""
     difficulty: str | None = None
-    """Tier of the training puzzles (None: the task's default tier)."""
+    """Tier of the training puzzles (None: the task's default tier), or a mix of tiers with
+    weights, ``easy:0.5,medium:0.5`` (each new puzzle's tier is drawn with those odds)."""
     train_size: int | None = None
     """None: stream fresh augmented puzzles. An int N: draw N puzzles once with the seed and
     augment them on the fly (the paper's small-sample regime uses 1000)."""
@@ -155,6 +173,15 @@ class TrainConfig:
     """Clip the global gradient norm to this value; 0 = no clipping (the paper clips none)."""
     steps: int = 1000
     """Training steps; one step = one segment for every puzzle in the batch."""
+    q_bootstrap: str = "next-segment"
+    """Target of q_continue: ``next-segment`` (the paper's code: run one more segment without
+    gradient just to read its Q values, a third more compute per step) or ``delayed``: the
+    puzzle's own next training step supplies those Q values one step later, and the Q head
+    (only the head, from the stored prefix state) is fitted to them then, at no extra cost.
+    Puzzles that halted have no next step and give no q_continue loss."""
+    loss_cells: str = "all"
+    """Which cells the answer loss covers: ``all``, or ``scored``: only the cells the task
+    scores (Sudoku: the blanks; maze: the non-wall cells), so given cells add nothing."""
     halt_exploration_prob: float = 0.1
     """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
     ema: float = 0.0
@@ -163,7 +190,15 @@ class TrainConfig:
     eval_every: int = 0
     """Evaluate on the test set every this many steps (0: only at the end)."""
     eval_size: int | None = 512
-    """Test puzzles per evaluation (the first ones of ``task.test_set()``; None: all)."""
+    """Test puzzles per evaluation (the first ones of ``task.test_set()``; None: all), or per
+    tier with ``eval_difficulty``."""
+    eval_difficulty: str | None = None
+    """Comma-separated tiers to evaluate on instead of the bundled test set: ``eval_size``
+    fresh puzzles of each, drawn once from a stream seeded apart from the training data.
+    ``eval.csv`` then has one row per tier and evaluation."""
+    init_from: str | None = None
+    """Checkpoint stem to start from (weights only, with a fresh optimizer and schedule). Its
+    config is the model's, with ``overrides`` on top; its lineage is carried on."""
     checkpoint_every: int = 0
     """Write the checkpoint and trainer state every this many steps (0: only at the end)."""
     out_dir: str = "runs/hrm"
@@ -191,7 +226,10 @@ class TrainConfig:
                 f"cannot override model field(s) {unknown}; allowed: {list(MODEL_OVERRIDE_FIELDS)}"
             )
         if self.difficulty is not None:
-            get_task(self.task).check_difficulty(self.difficulty)
+            parse_difficulty_mix(get_task(self.task), self.difficulty)
+        if self.eval_difficulty is not None:
+            for tier in self.eval_tiers:
+                get_task(self.task).check_difficulty(tier)
         for name in ("batch_size", "steps", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -206,6 +244,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or a positive int, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.q_bootstrap not in Q_BOOTSTRAPS:
+            raise ValueError(f"q_bootstrap must be one of {Q_BOOTSTRAPS}, got {self.q_bootstrap!r}")
+        if self.loss_cells not in LOSS_CELLS:
+            raise ValueError(f"loss_cells must be one of {LOSS_CELLS}, got {self.loss_cells!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
@@ -220,11 +262,37 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1) (0 = off), got {self.ema!r}")
-        self.model_config()  # invalid overrides fail now, not after the data is generated
+        if self.init_from is None or checkpoint_paths(self.init_from)[1].is_file():
+            # Invalid overrides (or a checkpoint of another task) fail now, not after the
+            # data is generated. A missing init_from checkpoint fails when a fresh run starts;
+            # a resumed run takes the model config saved in its state and needs it no more.
+            self.model_config()
+
+    @property
+    def eval_tiers(self) -> tuple[str, ...]:
+        """The tiers of ``eval_difficulty`` (empty: evaluate on the bundled test set)."""
+        if self.eval_difficulty is None:
+            return ()
+        tiers = tuple(t.strip() for t in self.eval_difficulty.split(",") if t.strip())
+        if not tiers:
+            raise ValueError(f"eval_difficulty names no tier: {self.eval_difficulty!r}")
+        return tiers
 
     def model_config(self) -> HRMConfig:
-        """The HRMConfig this run trains: preset + task sizes + overrides + ACT/EMA settings."""
+        """The HRMConfig this run trains: preset (or the ``init_from`` checkpoint's config) +
+        task sizes + overrides + ACT/EMA settings."""
         task = get_task(self.task)
+        if self.init_from is not None:
+            document = read_checkpoint_json(self.init_from)
+            if document.get("task") not in (None, self.task):
+                raise ValueError(
+                    f"--init-from {self.init_from} holds a {document.get('task')!r} model, "
+                    f"not {self.task!r}"
+                )
+            base = HRMConfig.from_dict(document["config"])
+            return base.replace(
+                halt_exploration=self.halt_exploration_prob, ema=self.ema, **dict(self.overrides)
+            )
         return HRMConfig.preset(
             self.preset,
             vocab_size=task.vocab_size,
@@ -289,8 +357,7 @@ def _init_world(device_name: str) -> tuple[_World, torch.device, bool]:
         (world, device, whether this call created the process group).
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device_name = str(resolve_device(device_name))
     created = False
     if size > 1:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -307,20 +374,57 @@ def _init_world(device_name: str) -> tuple[_World, torch.device, bool]:
     return world, torch.device(device_name), created
 
 
+def parse_difficulty_mix(task: Task, text: str) -> list[tuple[str, float]]:
+    """``"medium"`` -> ``[("medium", 1.0)]``; ``"easy:1,hard:3"`` -> ``[("easy", 0.25),
+    ("hard", 0.75)]``. Raises ValueError naming the bad part."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, weight_text = part.strip().partition(":")
+        task.check_difficulty(name.strip())
+        try:
+            weight = float(weight_text) if sep else 1.0
+        except ValueError:
+            raise ValueError(
+                f"bad difficulty mix {text!r}: weight {weight_text!r} of {name!r} is not a number"
+            ) from None
+        if not (weight > 0 and math.isfinite(weight)):
+            raise ValueError(f"bad difficulty mix {text!r}: weight of {name!r} must be > 0")
+        if name.strip() in mix:
+            raise ValueError(f"bad difficulty mix {text!r}: {name!r} appears twice")
+        mix[name.strip()] = weight
+    total = sum(mix.values())
+    return [(name, weight / total) for name, weight in mix.items()]
+
+
 class _PuzzleSource:
     """Where training puzzles come from: a fresh stream, or a fixed pool augmented on the fly."""
 
     def __init__(self, task: Task, difficulty: str | None, pool: PuzzleBatch | None) -> None:
         self.task = task
         self.difficulty = difficulty
+        self.mix = None if difficulty is None else parse_difficulty_mix(task, difficulty)
         self.pool = pool
 
     @classmethod
     def create(
         cls, task: Task, difficulty: str | None, train_size: int | None, rng: np.random.Generator
     ) -> _PuzzleSource:
-        pool = None if train_size is None else task.sample(rng, train_size, difficulty)
-        return cls(task, difficulty, pool)
+        source = cls(task, difficulty, None)
+        if train_size is not None:
+            source.pool = source._sample(rng, train_size)
+        return source
+
+    def _sample(self, rng: np.random.Generator, n: int) -> PuzzleBatch:
+        """``n`` fresh puzzles, each tier's share drawn from the mix."""
+        if self.mix is None or len(self.mix) == 1:
+            return self.task.sample(rng, n, None if self.mix is None else self.mix[0][0])
+        counts = rng.multinomial(n, [weight for _, weight in self.mix])
+        parts = [
+            self.task.sample(rng, int(k), tier)
+            for (tier, _), k in zip(self.mix, counts, strict=True)
+            if k
+        ]
+        return PuzzleBatch.concat(parts)[rng.permutation(n)]
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (inputs, targets) rows, (n, S) uint8 each."""
@@ -328,7 +432,7 @@ class _PuzzleSource:
             empty = np.zeros((0, self.task.seq_len), dtype=np.uint8)
             return empty, empty.copy()
         if self.pool is None:
-            batch = self.task.sample(rng, n, self.difficulty)
+            batch = self._sample(rng, n)
             return batch.inputs, batch.targets
         rows = rng.integers(0, len(self.pool), size=n)
         return self.task.augment(rng, self.pool.inputs[rows], self.pool.targets[rows])
@@ -387,10 +491,14 @@ class Trainer:
                 f"{self.out_dir} already holds a training run; pass --resume to continue it "
                 "or choose another --out-dir"
             )
+        if config.q_bootstrap == "delayed" and self.world.size > 1:
+            raise ValueError("q_bootstrap 'delayed' runs in one process only; use next-segment")
         b = config.batch_size // self.world.size
         self.rows = slice(self.world.rank * b, (self.world.rank + 1) * b)
 
-        model_config = config.model_config()
+        model_config = self._saved_model_config() if resume else None
+        if model_config is None:
+            model_config = config.model_config()
         # Weights from a seeded generator: every rank builds the same model without touching
         # the global torch RNG.
         init = torch.Generator().manual_seed(config.seed)
@@ -404,13 +512,21 @@ class Trainer:
             betas=tuple(config.betas),
             weight_decay=config.weight_decay,
         )
-        self.ema_state: dict[str, torch.Tensor] | None = None
-        if config.ema > 0:
-            self.ema_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
         self.step = 0
         self.train_seconds = 0.0
+        self.cpu_seconds = 0.0
         self.last_eval: dict[str, Any] | None = None
+        self.tier_evals: dict[str, dict[str, Any]] = {}
+        # The runs this one continues (--init-from), oldest first: carried into every save.
+        self.parent_lineage: list[dict[str, Any]] = []
+        if config.init_from is not None and not resume:
+            self._init_weights_from(config.init_from)
+        self.ema_state: dict[str, torch.Tensor] | None = None
+        if config.ema > 0:  # the average starts at the weights training starts from
+            self.ema_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
+        self.q_prefix: torch.Tensor | None = None  # q_bootstrap="delayed": (b, D) or None
+        self.q_prefix_valid: torch.Tensor | None = None  # (b,) bool
         if resume:
             self._load_state()
         else:
@@ -428,8 +544,53 @@ class Trainer:
                 min_segments=self._draw_min_segments(config.batch_size),
             )
             self.carry = self.model.initial_carry(b, self.device)
-        self._eval_batch: PuzzleBatch | None = None
+        self._eval_sets: dict[str, PuzzleBatch] | None = None
         self._logger: _Logger | None = None
+
+    def _saved_model_config(self) -> HRMConfig | None:
+        """The model config recorded in the trainer state being resumed (None if absent), so
+        that a run started ``--init-from`` a checkpoint resumes without that checkpoint."""
+        if not self.state_path.is_file():
+            return None
+        saved = load_trainer_state(self.state_path).get("model_config")
+        return None if saved is None else HRMConfig.from_dict(json.loads(saved))
+
+    def _init_weights_from(self, stem: str) -> None:
+        """Start from a checkpoint's weights (fresh optimizer) and inherit its lineage."""
+        source, _, meta = load_checkpoint(stem, map_location=self.device)
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"--init-from {stem} does not fit this run's model: {err}") from err
+        lineage = list(meta.get("lineage") or [])
+        if not lineage:
+            # A checkpoint from before lineage was recorded: describe it from its summary.
+            lineage = [
+                {
+                    "run": str(stem),
+                    "steps": meta.get("steps"),
+                    "minutes": meta.get("minutes"),
+                    "cpu_minutes": meta.get("minutes"),
+                    "device": meta.get("device"),
+                }
+            ]
+        self.parent_lineage = lineage
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """Every run these weights were trained in, oldest first, this one last."""
+        c = self.config
+        this = {
+            "run": str(self.out_dir),
+            "init_from": c.init_from,
+            "difficulty": c.difficulty,
+            "steps": self.step,
+            "minutes": round(self.train_seconds / 60, 3),
+            "cpu_minutes": round(self.cpu_seconds / 60, 3),
+            "device": _device_name(self.device),
+            "threads": torch.get_num_threads(),
+            "world_size": self.world.size,
+        }
+        return [*self.parent_lineage, this]
 
     # ------------------------------------------------------------------ schedule
     def lr_at(self, step: int) -> float:
@@ -471,15 +632,26 @@ class Trainer:
 
         # Deep supervision: one segment from the (detached) carry, loss on its answer.
         carry, out = self.model(self.carry, tokens)
-        # Q-learning target of q_continue: the best Q value one segment later, from the new
-        # carry, without gradient (reference code; no target network).
-        with torch.no_grad():
-            _, following = self.model(carry, tokens)
-            target = q_targets(following.q_halt, following.q_continue, is_last)
-        parts = hrm_loss(out, labels, target, loss=self.model.config.loss, reduction="none")
+        delayed_loss = None
+        if c.q_bootstrap == "next-segment":
+            # Q-learning target of q_continue: the best Q value one segment later, from the
+            # new carry, without gradient (reference code; no target network).
+            with torch.no_grad():
+                _, following = self.model(carry, tokens)
+                target = q_targets(following.q_halt, following.q_continue, is_last)
+        else:
+            target = None
+            delayed_loss = self._delayed_q_continue_loss(out, is_last)
+        inputs = self.batch.inputs[rows]
+        cell_mask = torch.from_numpy(self.task.cell_mask(inputs)).to(self.device)
+        loss_mask = cell_mask if c.loss_cells == "scored" else None
+        parts = hrm_loss(
+            out, labels, target, mask=loss_mask, loss=self.model.config.loss, reduction="none"
+        )
         # Each rank's rows contribute their share of the *global* batch mean; summing the
         # gradients over ranks then gives exactly the 1-process gradient.
-        loss = parts.total.sum() / c.batch_size
+        total = parts.total if delayed_loss is None else parts.total + 0.5 * delayed_loss
+        loss = total.sum() / c.batch_size
         loss.backward()
         self._all_reduce_gradients()
         if c.grad_clip > 0:
@@ -502,9 +674,6 @@ class Trainer:
         with torch.no_grad():
             local_halted = torch.from_numpy(halted[rows]).to(self.device)
             preds = out.logits.argmax(-1)
-            cell_mask = torch.from_numpy(self.task.cell_mask(self.batch.inputs[rows])).to(
-                self.device
-            )
             cell_acc = ((preds == labels) & cell_mask).sum(-1) / cell_mask.sum(-1).clamp_min(1)
             h = local_halted.float()
             sums = torch.stack(
@@ -512,7 +681,7 @@ class Trainer:
                     parts.total.detach().sum(),
                     parts.lm.detach().sum(),
                     parts.q_halt.detach().sum(),
-                    parts.q_continue.detach().sum(),
+                    (parts.q_continue if delayed_loss is None else delayed_loss).detach().sum(),
                     h.sum(),
                     (cell_acc * h).sum(),
                     (parts.seq_correct.float() * h).sum(),
@@ -525,6 +694,11 @@ class Trainer:
         sums = sums.cpu().tolist()
 
         self.carry = carry
+        if c.q_bootstrap == "delayed":
+            # What the next step needs to fit this segment's q_continue: the state the Q head
+            # read, and whether the puzzle will still be there.
+            self.q_prefix = carry.z_H[:, 0].detach().clone()
+            self.q_prefix_valid = torch.from_numpy(~halted[rows]).to(self.device)
         self._replace(halted)
         B = c.batch_size
         return {
@@ -539,6 +713,19 @@ class Trainer:
             "segments": sums[8],
             "lr": lr,
         }
+
+    def _delayed_q_continue_loss(self, out: Any, is_last: torch.Tensor) -> torch.Tensor:
+        """(b,) BCE of last step's q_continue, re-read by the current Q head from the stored
+        prefix state, against this step's Q values (``q_bootstrap="delayed"``)."""
+        if self.q_prefix is None:
+            return torch.zeros_like(out.q_halt)
+        target = q_targets(out.q_halt.detach(), out.q_continue.detach(), is_last)
+        with self.model.autocast():
+            q_continue = self.model.q_head(self.q_prefix)[:, 1].float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            q_continue, target, reduction="none"
+        )
+        return torch.where(self.q_prefix_valid, bce, 0.0)
 
     def _replace(self, halted: np.ndarray) -> None:
         """Put fresh puzzles into the halted rows (same draws on every rank)."""
@@ -594,15 +781,30 @@ class Trainer:
                 p.copy_(self.ema_state[name])
         return shadow
 
-    def evaluate(self) -> EvalResult:
-        """Evaluate (the EMA weights when on) on the first ``eval_size`` test puzzles."""
-        if self._eval_batch is None:
-            test = self.task.test_set()
+    def eval_sets(self) -> dict[str, PuzzleBatch]:
+        """The held-out puzzles, by tier (``"test"``: the first ``eval_size`` of the bundled
+        test set). Tiers are drawn once from their own stream, seeded apart from the training
+        data (seed, 2), so every evaluation of a run (and of its resumption) sees the same."""
+        if self._eval_sets is None:
             size = self.config.eval_size
-            self._eval_batch = test if size is None else test[:size]
-        result = evaluate(self.eval_model(), self.task, self._eval_batch, batch_size=256)
-        self.last_eval = result.to_json("max")
-        return result
+            tiers = self.config.eval_tiers
+            if not tiers:
+                test = self.task.test_set()
+                self._eval_sets = {"test": test if size is None else test[:size]}
+            else:
+                rng = np.random.default_rng([self.config.seed, 2])
+                self._eval_sets = {t: self.task.sample(rng, size or 512, t) for t in tiers}
+        return self._eval_sets
+
+    def evaluate(self) -> dict[str, EvalResult]:
+        """Evaluate (the EMA weights when on) on each held-out set; see :meth:`eval_sets`."""
+        results = {
+            tier: evaluate(self.eval_model(), self.task, batch, batch_size=256)
+            for tier, batch in self.eval_sets().items()
+        }
+        self.tier_evals = {tier: r.to_json("max") for tier, r in results.items()}
+        self.last_eval = next(iter(self.tier_evals.values()))
+        return results
 
     def _gather_carry(self) -> Carry:
         if self.world.size == 1:
@@ -625,12 +827,18 @@ class Trainer:
             "config": self.config.to_dict(),
             "step": self.step,
             "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "parent_lineage": json.dumps(self.parent_lineage),
+            "model_config": json.dumps(self.model.config.to_dict()),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "ema": None
             if self.ema_state is None
             else {k: v.cpu() for k, v in self.ema_state.items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
             "carry": {"z_H": carry.z_H, "z_L": carry.z_L},
+            "q_prefix": None
+            if self.q_prefix is None
+            else {"state": self.q_prefix.cpu(), "valid": self.q_prefix_valid.cpu()},
             "batch": {
                 "inputs": torch.from_numpy(self.batch.inputs.copy()),
                 "targets": torch.from_numpy(self.batch.targets.copy()),
@@ -651,6 +859,7 @@ class Trainer:
             },
             "last_eval": self.last_eval,
         }
+        lineage = self.lineage()
         meta = {
             "task": self.task.name,
             "preset": self.config.preset,
@@ -663,6 +872,13 @@ class Trainer:
             "weights": "ema" if self.ema_state is not None else "raw",
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "eval": self.last_eval,
+            "eval_tiers": self.tier_evals,
+            "lineage": lineage,
+            "total_steps": sum(int(run.get("steps") or 0) for run in lineage),
+            "total_minutes": round(sum(float(run.get("minutes") or 0) for run in lineage), 3),
+            "total_cpu_minutes": round(
+                sum(float(run.get("cpu_minutes") or 0) for run in lineage), 3
+            ),
         }
         # The trainer state first: a checkpoint on disk always has a state at least as new.
         save_trainer_state(self.state_path, state)
@@ -698,6 +914,8 @@ class Trainer:
             self.ema_state = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.step = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
+        self.cpu_seconds = float(state.get("cpu_seconds", self.train_seconds))
+        self.parent_lineage = json.loads(state.get("parent_lineage") or "[]")
         self.last_eval = state.get("last_eval")
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]["numpy"]
@@ -720,6 +938,9 @@ class Trainer:
             state["carry"]["z_H"][self.rows].to(self.device),
             state["carry"]["z_L"][self.rows].to(self.device),
         )
+        if state.get("q_prefix") is not None:
+            self.q_prefix = state["q_prefix"]["state"].to(self.device)
+            self.q_prefix_valid = state["q_prefix"]["valid"].to(self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop_at: int | None = None) -> TrainResult:
@@ -733,13 +954,15 @@ class Trainer:
         end = c.steps if stop_at is None else min(stop_at, c.steps)
         logger = _Logger(self, enabled=self.world.is_main) if self._logger is None else self._logger
         self._logger = logger
+        stop = _StopSignals()
         try:
             window = _Window()
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             while self.step < end:
                 metrics = self.train_step()
                 now = time.perf_counter()
                 self.train_seconds += now - tick
+                self.cpu_seconds += time.process_time() - cpu_tick
                 window.add(metrics, now - tick)
                 tick = now
                 if self.step % c.log_every == 0 or self.step == end:
@@ -748,15 +971,20 @@ class Trainer:
                 logger.progress(self.step, metrics)
                 eval_due = c.eval_every and self.step % c.eval_every == 0 and self.step < end
                 if eval_due and self.world.is_main:
-                    logger.eval_row(self.step, self.evaluate())
+                    logger.eval_rows(self.step, self.evaluate(), self)
+                if stop.received is not None:
+                    # Interrupted: the step in flight is done; keep everything up to it.
+                    self.save()
+                    raise TrainingInterrupted(stop.received, self.step, self.out_dir)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
                     self.save()
-                tick = time.perf_counter()
+                tick, cpu_tick = time.perf_counter(), time.process_time()
             if self.world.is_main:
-                logger.eval_row(self.step, self.evaluate())
+                logger.eval_rows(self.step, self.evaluate(), self)
             self.save()
             self._fit_finished = True
         finally:
+            stop.restore()
             logger.close()
             self._logger = None
         return TrainResult(self.step, self.stem, self.last_eval, self.train_seconds / 60)
@@ -775,6 +1003,51 @@ class Trainer:
             finally:
                 dist.destroy_process_group()
             self._owns_group = False
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped :meth:`Trainer.fit` after a step; the state was saved."""
+
+    def __init__(self, signum: int, step: int, out_dir: Path) -> None:
+        self.signum = signum
+        self.step = step
+        self.out_dir = out_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name} after step {step}; state saved in {out_dir}, "
+            f"`--resume` continues from step {step}"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """The shell convention, 128 + signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+class _StopSignals:
+    """While alive, SIGINT and SIGTERM only ask the loop to stop after the current step.
+
+    A second signal of either kind stops at once (KeyboardInterrupt), for a user who does not
+    want to wait. Installed only in the main thread (Python allows no handlers elsewhere).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
 
 def train(
@@ -842,6 +1115,9 @@ TRAIN_COLUMNS = (
 )
 EVAL_COLUMNS = (
     "step",
+    "tier",
+    "minutes",
+    "cpu_minutes",
     "exact_accuracy",
     "cell_accuracy",
     "q_exact_accuracy",
@@ -849,6 +1125,8 @@ EVAL_COLUMNS = (
     "q_mean_cycles",
     "max_cycles",
     "n",
+    "path_precision",
+    "path_recall",
 )
 
 
@@ -892,11 +1170,18 @@ class _Logger:
                 if math.isfinite(v):
                     self.writer.add_scalar(f"train/{k}", v, step)
 
-    def eval_row(self, step: int, result: EvalResult) -> None:
+    def eval_rows(self, step: int, results: dict[str, EvalResult], trainer: Trainer) -> None:
+        for tier, result in results.items():
+            self.eval_row(step, result, tier, trainer)
+
+    def eval_row(self, step: int, result: EvalResult, tier: str, trainer: Trainer) -> None:
         if not self.enabled:
             return
         row = {
             "step": step,
+            "tier": tier,
+            "minutes": trainer.train_seconds / 60,
+            "cpu_minutes": trainer.cpu_seconds / 60,
             "exact_accuracy": result.exact_accuracy,
             "cell_accuracy": result.cell_accuracy,
             "q_exact_accuracy": result.q_exact_accuracy,
@@ -904,14 +1189,16 @@ class _Logger:
             "q_mean_cycles": result.q_mean_cycles,
             "max_cycles": result.max_cycles,
             "n": result.n,
+            **({} if result.path is None else result.path),
         }
         self.eval_csv.write(row)
         if self.writer is not None:
+            prefix = "eval" if tier == "test" else f"eval_{tier}"
             for k in ("exact_accuracy", "cell_accuracy", "q_exact_accuracy", "q_mean_cycles"):
-                self.writer.add_scalar(f"eval/{k}", row[k], step)
+                self.writer.add_scalar(f"{prefix}/{k}", row[k], step)
         if self.bar is not None:
             self.bar.write(
-                f"step {step}: eval exact {result.exact_accuracy:.3f} cells "
+                f"step {step} ({tier}): eval exact {result.exact_accuracy:.3f} cells "
                 f"{result.cell_accuracy:.3f} | Q-halt exact {result.q_exact_accuracy:.3f} "
                 f"in {result.q_mean_cycles:.1f} cycles"
             )
@@ -976,9 +1263,20 @@ def _device_name(device: torch.device) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hrm train``."""
     d = TrainConfig()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "Without --preset, each task trains with its measured recipe (explicit flags override "
+        "any part of it):\n" + describe_recipes() + "\nWith --preset, the preset and the "
+        f"generic defaults apply (lr {d.lr}, {d.lr_schedule} schedule, batch {d.batch_size}, "
+        f"{d.steps} steps)."
+    )
     parser.add_argument("task", help=f"task to learn: {', '.join(TASK_NAMES)}")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", default=d.preset, help=f"HRM preset: {', '.join(PRESETS)}")
+    model.add_argument(
+        "--preset",
+        default=None,
+        help=f"HRM preset: {', '.join(PRESETS)} (default: the task's recipe, see below)",
+    )
     for name, kind in (
         ("hidden_size", int),
         ("num_heads", int),
@@ -1004,9 +1302,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--mixer",
-        choices=("attention", "mlp"),
+        choices=MIXERS,
         default=None,
-        help="token mixer (default: attention)",
+        help="token mixer: attention (the paper's), mlp (TRM's), candidates (Sudoku "
+        "candidate grid, digit-shared weights), conv (grid tasks)",
+    )
+    model.add_argument(
+        "--conv-kernel", type=int, default=None, help="conv mixer: kernel side (odd, default 3)"
+    )
+    model.add_argument(
+        "--conv-dilations",
+        default=None,
+        help="conv mixer: comma-separated dilations cycled over each level's blocks, e.g. 1,2,4",
     )
     model.add_argument(
         "--loss",
@@ -1015,7 +1322,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cell loss (default: stablemax)",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--difficulty", default=None, help="tier of the training puzzles")
+    data.add_argument(
+        "--difficulty",
+        default=None,
+        help="tier of the training puzzles, or a weighted mix such as easy:0.5,medium:0.5",
+    )
     data.add_argument(
         "--train-size",
         type=int,
@@ -1023,23 +1334,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fixed set of N puzzles augmented on the fly (default: stream fresh)",
     )
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=d.steps, help="training steps (segments)")
-    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    opt.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    opt.add_argument("--warmup", type=int, default=d.lr_warmup_steps, help="warmup steps")
+    opt.add_argument("--steps", type=int, default=None, help="training steps (segments)")
+    opt.add_argument("--batch-size", type=int, default=None, help="global batch size")
+    opt.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    opt.add_argument("--warmup", type=int, default=None, help="warmup steps")
     opt.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
-        default=d.lr_schedule,
+        default=None,
         help="after warmup: constant or cosine",
     )
-    opt.add_argument(
-        "--lr-min-ratio", type=float, default=d.lr_min_ratio, help="cosine: final lr / peak lr"
-    )
+    opt.add_argument("--lr-min-ratio", type=float, default=None, help="cosine: final lr / peak lr")
     opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW decay")
     opt.add_argument("--beta1", type=float, default=d.betas[0], help="AdamW beta1")
     opt.add_argument("--beta2", type=float, default=d.betas[1], help="AdamW beta2")
     opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 = off")
+    opt.add_argument(
+        "--q-bootstrap",
+        choices=Q_BOOTSTRAPS,
+        default=None,
+        help="q_continue target: next-segment (the paper's extra no-grad segment) or delayed "
+        "(read from the puzzle's next training step; a third cheaper)",
+    )
+    opt.add_argument(
+        "--loss-cells",
+        choices=LOSS_CELLS,
+        default=None,
+        help="cells the answer loss covers: all, or scored (Sudoku blanks, maze non-walls)",
+    )
     opt.add_argument(
         "--halt-exploration",
         type=float,
@@ -1064,16 +1386,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument(
         "--eval-every",
         type=int,
-        default=d.eval_every,
+        default=None,
         help="evaluate every N steps (0: at the end only)",
     )
     run_group.add_argument(
-        "--eval-size", type=int, default=d.eval_size, help="test puzzles per evaluation"
+        "--eval-size", type=int, default=None, help="test puzzles per evaluation (per tier)"
+    )
+    run_group.add_argument(
+        "--eval-difficulty",
+        default=None,
+        help="evaluate on fresh held-out puzzles of these comma-separated tiers instead of the "
+        "bundled test set (one eval.csv row per tier)",
+    )
+    run_group.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights and config (fresh optimizer), e.g. "
+        "hrm_agent/checkpoints/sudoku; its lineage is carried on",
     )
     run_group.add_argument(
         "--checkpoint-every",
         type=int,
-        default=d.checkpoint_every,
+        default=None,
         help="save every N steps (0: at the end only)",
     )
     run_group.add_argument("--log-every", type=int, default=d.log_every, help="log every N steps")
@@ -1092,39 +1427,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+# ``hrm train`` flags whose default comes from the task's recipe (flag dest -> TrainConfig
+# field); they parse to None when not given.
+RECIPE_FLAGS = {
+    "difficulty": "difficulty",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "warmup": "lr_warmup_steps",
+    "lr_schedule": "lr_schedule",
+    "lr_min_ratio": "lr_min_ratio",
+    "steps": "steps",
+    "loss_cells": "loss_cells",
+    "q_bootstrap": "q_bootstrap",
+    "eval_every": "eval_every",
+    "eval_size": "eval_size",
+    "eval_difficulty": "eval_difficulty",
+    "checkpoint_every": "checkpoint_every",
+}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Build the :class:`TrainConfig` of parsed ``hrm train`` arguments."""
-    overrides = {
-        name: getattr(args, name)
-        for name in MODEL_OVERRIDE_FIELDS
-        if getattr(args, name, None) is not None
-    }
+    """Build the :class:`TrainConfig` of parsed ``hrm train`` arguments.
+
+    Without ``--preset`` the task's recipe (:mod:`hrm_agent.recipes`) fills every flag not
+    given; with ``--preset`` the preset and TrainConfig's generic defaults do. With
+    ``--init-from`` the model comes from the checkpoint, so the recipe's model fields are not
+    applied (only explicit model flags are).
+    """
+    fields: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    preset = args.preset
+    if preset is None:
+        recipe = recipe_for(args.task)
+        preset = recipe.preset
+        fields.update(recipe.train)
+        if args.init_from is None:
+            overrides.update(recipe.overrides)
+    overrides.update(
+        {
+            name: getattr(args, name)
+            for name in MODEL_OVERRIDE_FIELDS
+            if getattr(args, name, None) is not None
+        }
+    )
+    fields.update(
+        {
+            name: getattr(args, dest)
+            for dest, name in RECIPE_FLAGS.items()
+            if getattr(args, dest, None) is not None
+        }
+    )
     return TrainConfig(
         task=args.task,
-        preset=args.preset,
+        preset=preset,
         overrides=overrides,
-        difficulty=args.difficulty,
         train_size=args.train_size,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_warmup_steps=args.warmup,
-        lr_schedule=args.lr_schedule,
-        lr_min_ratio=args.lr_min_ratio,
         weight_decay=args.weight_decay,
         betas=(args.beta1, args.beta2),
         grad_clip=args.grad_clip,
-        steps=args.steps,
         halt_exploration_prob=args.halt_exploration,
         ema=args.ema,
-        eval_every=args.eval_every,
-        eval_size=args.eval_size,
-        checkpoint_every=args.checkpoint_every,
-        out_dir=args.out_dir or f"runs/{args.task}-{args.preset}",
+        init_from=args.init_from,
+        out_dir=args.out_dir or f"runs/{args.task}-{args.preset or 'recipe'}",
         seed=args.seed,
         device=args.device,
         compile=args.compile,
         log_every=args.log_every,
         progress=not args.no_progress,
+        **fields,
     )
 
 
@@ -1141,6 +1511,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit(stop_at=args.stop_at)
         is_main = trainer.world.is_main
+    except TrainingInterrupted as stop:
+        if trainer.world.is_main:
+            print(f"hrm train: {stop}", file=sys.stderr)
+        return stop.exit_code
     finally:
         trainer.close()
     if not is_main:
