@@ -273,7 +273,20 @@ class MazeTask(Task):
     def augment(
         self, rng: np.random.Generator, inputs: np.ndarray, targets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self._maze.augment(rng, inputs, targets)
+        """A random dihedral transform per maze, with the answer solved again afterwards.
+
+        A maze often has several shortest paths, and the solver picks one by a fixed
+        tie-break in the grid's own frame (up, left, right, down). A rotated answer breaks
+        ties another way than the rotated maze's own solution, so without re-solving the same
+        maze could come with different targets and the model would be taught to hedge
+        between tied paths. Re-solving keeps every target the same function of its maze.
+        """
+        inputs, targets = self._maze.augment(rng, inputs, targets)
+        answers, lengths = self._maze.solve_batch(inputs)  # (B, S), (B,); 1-D input: B = 1
+        solved = (lengths >= 0)[:, None]
+        return inputs, np.where(solved, answers, targets.reshape(answers.shape)).reshape(
+            targets.shape
+        )
 
     def test_set(self) -> PuzzleBatch:
         return _maze_test_set()

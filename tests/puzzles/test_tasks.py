@@ -118,3 +118,24 @@ def test_generation_depends_on_seed_not_workers(tmp_path):
     np.testing.assert_array_equal(back.inputs, one.inputs)
     np.testing.assert_array_equal(back.targets, one.targets)
     assert (back.ratings == 0).all()
+
+
+def test_maze_training_targets_are_the_solver_answer_of_the_augmented_maze():
+    """Rotating a maze with tied shortest paths changes which one the solver picks, so the
+    task re-solves after augmenting: the target is always the same function of the input."""
+    from hrm_env.puzzles import maze
+
+    task = get_task("maze")
+    rng = np.random.default_rng(0)
+    batch = task.sample(rng, 48, "easy")
+    answers, _ = maze.solve_batch(batch.inputs)
+    np.testing.assert_array_equal(batch.targets, answers)
+    pool = maze.generate(np.random.default_rng(1), "easy", 48)
+    rotated, _ = maze.augment(np.random.default_rng(2), pool.questions, pool.answers)
+    inputs, targets = task.augment(np.random.default_rng(2), pool.questions, pool.answers)
+    np.testing.assert_array_equal(inputs, rotated)
+    np.testing.assert_array_equal(targets, maze.solve_batch(inputs)[0])
+    assert maze.check_batch(inputs, targets).all()
+    one_q, one_a = task.augment(np.random.default_rng(3), pool.questions[0], pool.answers[0])
+    assert one_q.shape == one_a.shape == (maze.SEQ_LEN,)
+    np.testing.assert_array_equal(one_a, maze.solve(one_q))
