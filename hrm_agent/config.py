@@ -298,7 +298,10 @@ class HRMConfig:
             # Maps applied to pooled slots: the cell map once per cell, the row, column and
             # box maps once per unit and digit, the prefix map once per digit.
             summaries = self.seq_len + (3 * self.grid_side + 1) * self.slots
-            mixer = 2 * summaries * self.slot_size**2
+            # Pooling and spreading back are matmuls with the membership tables too.
+            tables = 2 * (3 * self.grid_side + 1) * self.seq_len * d
+            tables += 2 * self.seq_len * 3 * self.grid_side * d
+            mixer = 2 * summaries * self.slot_size**2 + tables
         else:
             mixer = 2 * n * d * self.conv_kernel**2 + 2 * d * d
         block = mixer + 2 * n * 3 * d * self.mlp_width
