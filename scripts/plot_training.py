@@ -55,13 +55,14 @@ def main(argv: list[str] | None = None) -> None:
         name = labels[i] if labels and i < len(labels) else Path(folder).name
         for j, (tier, points) in enumerate(sorted(by_tier.items())):
             xs, ys = zip(*sorted(points), strict=True)
+            # Colour tells the run, line style the tier.
             ax.plot(
                 xs,
                 ys,
-                styles[i % len(styles)],
+                styles[j % len(styles)],
                 marker="o",
                 markersize=3,
-                color=f"C{j}",
+                color=f"C{i}",
                 label=f"{name} {tier}",
             )
     ax.set_xlabel("training CPU-minutes")
