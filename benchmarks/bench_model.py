@@ -1,7 +1,7 @@
 """Inference cost of one HRM high-level cycle (= one env step), per preset and task.
 
 For each preset (``tiny``, ``small``, ``paper``, and ``recipe``: the model of each task's
-training recipe in ``hrm_agent.recipes``, i.e. the shipped architecture) and task sizes (Sudoku: 81 cells, vocabulary
+training recipe in ``hrm_agent.recipes``) and task sizes (Sudoku: 81 cells, vocabulary
 10; maze: 900 cells, vocabulary 6) it prints the parameter count and the median latency of one
 ``model.cycle`` + ``model.readout`` (what an environment step runs) for one puzzle and for a
 batch, on the CPU; and, when CUDA is available, on the GPU in bf16 autocast, eager and

@@ -207,8 +207,9 @@ def load_checkpoint(
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise ValueError(
-                f"{weights_path} is corrupt: tensor {name!r} holds {bad} non-finite "
-                f"value(s) (NaN or Inf)"
+                f"{weights_path} is unusable: tensor {name!r} holds {bad} non-finite "
+                "value(s) (NaN or Inf): the file is corrupt, or was saved from a run that "
+                "diverged"
             )
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     model.load_state_dict(state, assign=True)

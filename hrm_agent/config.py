@@ -122,7 +122,7 @@ class HRMConfig:
                 raise ValueError(f"HRMConfig.{name} must be a positive int, got {value!r}")
         if self.vocab_size < 2:
             raise ValueError(f"HRMConfig.vocab_size must be >= 2, got {self.vocab_size}")
-        if self.hidden_size % self.num_heads:
+        if self.mixer == "attention" and self.hidden_size % self.num_heads:
             raise ValueError(
                 f"HRMConfig.num_heads={self.num_heads} must divide hidden_size={self.hidden_size}"
             )

@@ -54,6 +54,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "train",
     "add_arguments",
@@ -95,8 +97,9 @@ CHECKPOINT_STEM = "model"
 TRAINER_STATE_FORMAT = "hrm-trainer-state"
 TRAINER_STATE_VERSION = 1
 LR_SCHEDULES = ("constant", "cosine")
-LOSS_CELLS = ("all", "scored")
 Q_BOOTSTRAPS = ("next-segment", "delayed")
+EVAL_SEED = 20261130
+"""Seed of the held-out tier sets of ``eval_difficulty`` (with a hash of the tier name)."""
 MODEL_OVERRIDE_FIELDS = (
     "hidden_size",
     "num_heads",
@@ -179,9 +182,6 @@ class TrainConfig:
     puzzle's own next training step supplies those Q values one step later, and the Q head
     (only the head, from the stored prefix state) is fitted to them then, at no extra cost.
     Puzzles that halted have no next step and give no q_continue loss."""
-    loss_cells: str = "all"
-    """Which cells the answer loss covers: ``all``, or ``scored``: only the cells the task
-    scores (Sudoku: the blanks; maze: the non-wall cells), so given cells add nothing."""
     halt_exploration_prob: float = 0.1
     """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
     ema: float = 0.0
@@ -230,6 +230,11 @@ class TrainConfig:
         if self.eval_difficulty is not None:
             for tier in self.eval_tiers:
                 get_task(self.task).check_difficulty(tier)
+                if tier == "extreme":
+                    raise ValueError(
+                        "eval_difficulty 'extreme' would draw from the training bank; evaluate "
+                        "extreme puzzles on the bundled test set (leave eval_difficulty unset)"
+                    )
         for name in ("batch_size", "steps", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -246,8 +251,6 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.q_bootstrap not in Q_BOOTSTRAPS:
             raise ValueError(f"q_bootstrap must be one of {Q_BOOTSTRAPS}, got {self.q_bootstrap!r}")
-        if self.loss_cells not in LOSS_CELLS:
-            raise ValueError(f"loss_cells must be one of {LOSS_CELLS}, got {self.loss_cells!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
@@ -491,8 +494,6 @@ class Trainer:
                 f"{self.out_dir} already holds a training run; pass --resume to continue it "
                 "or choose another --out-dir"
             )
-        if config.q_bootstrap == "delayed" and self.world.size > 1:
-            raise ValueError("q_bootstrap 'delayed' runs in one process only; use next-segment")
         b = config.batch_size // self.world.size
         self.rows = slice(self.world.rank * b, (self.world.rank + 1) * b)
 
@@ -570,7 +571,9 @@ class Trainer:
                     "run": str(stem),
                     "steps": meta.get("steps"),
                     "minutes": meta.get("minutes"),
+                    # No CPU time was recorded then: its wall minutes stand in for it.
                     "cpu_minutes": meta.get("minutes"),
+                    "cpu_minutes_estimated": True,
                     "device": meta.get("device"),
                 }
             ]
@@ -641,17 +644,20 @@ class Trainer:
                 target = q_targets(following.q_halt, following.q_continue, is_last)
         else:
             target = None
-            delayed_loss = self._delayed_q_continue_loss(out, is_last)
-        inputs = self.batch.inputs[rows]
-        cell_mask = torch.from_numpy(self.task.cell_mask(inputs)).to(self.device)
-        loss_mask = cell_mask if c.loss_cells == "scored" else None
-        parts = hrm_loss(
-            out, labels, target, mask=loss_mask, loss=self.model.config.loss, reduction="none"
-        )
+            delayed_loss = self._delayed_q_continue_loss(out)
+        # Every cell is supervised, givens included: an answer is right only if every cell
+        # is, so a cell left out of the loss (a wall, a given digit) would be wrong at random.
+        parts = hrm_loss(out, labels, target, loss=self.model.config.loss, reduction="none")
         # Each rank's rows contribute their share of the *global* batch mean; summing the
         # gradients over ranks then gives exactly the 1-process gradient.
         total = parts.total if delayed_loss is None else parts.total + 0.5 * delayed_loss
         loss = total.sum() / c.batch_size
+        if not bool(torch.isfinite(loss)):
+            raise TrainingDiverged(
+                f"training diverged at step {self.step + 1}: the loss is {float(loss.detach())}; the "
+                f"files in {self.out_dir} still hold the last save before it (try a lower --lr "
+                "or --grad-clip)"
+            )
         loss.backward()
         self._all_reduce_gradients()
         if c.grad_clip > 0:
@@ -674,6 +680,9 @@ class Trainer:
         with torch.no_grad():
             local_halted = torch.from_numpy(halted[rows]).to(self.device)
             preds = out.logits.argmax(-1)
+            cell_mask = torch.from_numpy(self.task.cell_mask(self.batch.inputs[rows])).to(
+                self.device
+            )
             cell_acc = ((preds == labels) & cell_mask).sum(-1) / cell_mask.sum(-1).clamp_min(1)
             h = local_halted.float()
             sums = torch.stack(
@@ -714,12 +723,15 @@ class Trainer:
             "lr": lr,
         }
 
-    def _delayed_q_continue_loss(self, out: Any, is_last: torch.Tensor) -> torch.Tensor:
+    def _delayed_q_continue_loss(self, out: Any) -> torch.Tensor:
         """(b,) BCE of last step's q_continue, re-read by the current Q head from the stored
-        prefix state, against this step's Q values (``q_bootstrap="delayed"``)."""
+        prefix state, against this step's Q values (``q_bootstrap="delayed"``).
+
+        The target is the one ``next-segment`` gives the same segment: the best of this step's
+        two Q values. (A segment at the limit halts, so its row is no longer valid here.)"""
         if self.q_prefix is None:
             return torch.zeros_like(out.q_halt)
-        target = q_targets(out.q_halt.detach(), out.q_continue.detach(), is_last)
+        target = q_targets(out.q_halt.detach(), out.q_continue.detach(), False)
         with self.model.autocast():
             q_continue = self.model.q_head(self.q_prefix)[:, 1].float()
         bce = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -783,8 +795,8 @@ class Trainer:
 
     def eval_sets(self) -> dict[str, PuzzleBatch]:
         """The held-out puzzles, by tier (``"test"``: the first ``eval_size`` of the bundled
-        test set). Tiers are drawn once from their own stream, seeded apart from the training
-        data (seed, 2), so every evaluation of a run (and of its resumption) sees the same."""
+        test set). Each tier is drawn once from its own fixed stream, apart from the training
+        data, so every evaluation of every run (and of its resumption) sees the same puzzles."""
         if self._eval_sets is None:
             size = self.config.eval_size
             tiers = self.config.eval_tiers
@@ -792,8 +804,14 @@ class Trainer:
                 test = self.task.test_set()
                 self._eval_sets = {"test": test if size is None else test[:size]}
             else:
-                rng = np.random.default_rng([self.config.seed, 2])
-                self._eval_sets = {t: self.task.sample(rng, size or 512, t) for t in tiers}
+                # One stream per tier, seeded by the tier's name alone: the same puzzles for
+                # every run, seed and resumption, whatever other tiers are listed.
+                self._eval_sets = {
+                    t: self.task.sample(
+                        np.random.default_rng([EVAL_SEED, zlib.crc32(t.encode())]), size or 512, t
+                    )
+                    for t in tiers
+                }
         return self._eval_sets
 
     def evaluate(self) -> dict[str, EvalResult]:
@@ -806,19 +824,26 @@ class Trainer:
         self.last_eval = next(iter(self.tier_evals.values()))
         return results
 
-    def _gather_carry(self) -> Carry:
+    def _gather(self, local: torch.Tensor) -> torch.Tensor:
+        """Per-rank rows (b, ...) -> the global batch's rows (B, ...) on the CPU."""
         if self.world.size == 1:
-            return Carry(self.carry.z_H.detach().cpu(), self.carry.z_L.detach().cpu())
-        out = []
-        for t in self.carry:
-            parts = [torch.empty_like(t) for _ in range(self.world.size)]
-            dist.all_gather(parts, t.detach().contiguous())
-            out.append(torch.cat(parts).cpu())
-        return Carry(*out)
+            return local.detach().cpu()
+        parts = [torch.empty_like(local) for _ in range(self.world.size)]
+        dist.all_gather(parts, local.detach().contiguous())
+        return torch.cat(parts).cpu()
+
+    def _gather_carry(self) -> Carry:
+        return Carry(self._gather(self.carry.z_H), self._gather(self.carry.z_L))
 
     def save(self) -> None:
         """Write the checkpoint and the trainer state (collective: call on every rank)."""
         carry = self._gather_carry()
+        q_prefix = None
+        if self.q_prefix is not None:
+            q_prefix = {
+                "state": self._gather(self.q_prefix),
+                "valid": self._gather(self.q_prefix_valid),
+            }
         if not self.world.is_main:
             return
         state = {
@@ -836,9 +861,7 @@ class Trainer:
             else {k: v.cpu() for k, v in self.ema_state.items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
             "carry": {"z_H": carry.z_H, "z_L": carry.z_L},
-            "q_prefix": None
-            if self.q_prefix is None
-            else {"state": self.q_prefix.cpu(), "valid": self.q_prefix_valid.cpu()},
+            "q_prefix": q_prefix,
             "batch": {
                 "inputs": torch.from_numpy(self.batch.inputs.copy()),
                 "targets": torch.from_numpy(self.batch.targets.copy()),
@@ -858,6 +881,7 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "last_eval": self.last_eval,
+            "tier_evals": json.dumps(self.tier_evals),
         }
         lineage = self.lineage()
         meta = {
@@ -917,6 +941,7 @@ class Trainer:
         self.cpu_seconds = float(state.get("cpu_seconds", self.train_seconds))
         self.parent_lineage = json.loads(state.get("parent_lineage") or "[]")
         self.last_eval = state.get("last_eval")
+        self.tier_evals = json.loads(state.get("tier_evals") or "{}")
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -939,8 +964,8 @@ class Trainer:
             state["carry"]["z_L"][self.rows].to(self.device),
         )
         if state.get("q_prefix") is not None:
-            self.q_prefix = state["q_prefix"]["state"].to(self.device)
-            self.q_prefix_valid = state["q_prefix"]["valid"].to(self.device)
+            self.q_prefix = state["q_prefix"]["state"][self.rows].to(self.device)
+            self.q_prefix_valid = state["q_prefix"]["valid"][self.rows].to(self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop_at: int | None = None) -> TrainResult:
@@ -972,10 +997,11 @@ class Trainer:
                 eval_due = c.eval_every and self.step % c.eval_every == 0 and self.step < end
                 if eval_due and self.world.is_main:
                     logger.eval_rows(self.step, self.evaluate(), self)
-                if stop.received is not None:
+                signum = self._agreed_stop(stop)
+                if signum is not None:
                     # Interrupted: the step in flight is done; keep everything up to it.
                     self.save()
-                    raise TrainingInterrupted(stop.received, self.step, self.out_dir)
+                    raise TrainingInterrupted(signum, self.step, self.out_dir)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
                     self.save()
                 tick, cpu_tick = time.perf_counter(), time.process_time()
@@ -988,6 +1014,15 @@ class Trainer:
             logger.close()
             self._logger = None
         return TrainResult(self.step, self.stem, self.last_eval, self.train_seconds / 60)
+
+    def _agreed_stop(self, stop: _StopSignals) -> int | None:
+        """The signal to stop on, agreed by every rank (the highest number any rank got), so
+        that all ranks enter the collective save together; None: keep training."""
+        if self.world.size == 1:
+            return stop.received
+        flag = torch.tensor([stop.received or 0], dtype=torch.int64, device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it."""
@@ -1003,6 +1038,10 @@ class Trainer:
             finally:
                 dist.destroy_process_group()
             self._owns_group = False
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; nothing of the failed step was saved."""
 
 
 class TrainingInterrupted(Exception):
@@ -1043,6 +1082,12 @@ class _StopSignals:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
+        print(
+            f"hrm train: {signal.Signals(signum).name} received; saving after the step in "
+            "flight (signal again to stop at once, losing it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -1357,12 +1402,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(read from the puzzle's next training step; a third cheaper)",
     )
     opt.add_argument(
-        "--loss-cells",
-        choices=LOSS_CELLS,
-        default=None,
-        help="cells the answer loss covers: all, or scored (Sudoku blanks, maze non-walls)",
-    )
-    opt.add_argument(
         "--halt-exploration",
         type=float,
         default=d.halt_exploration_prob,
@@ -1371,7 +1410,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
-        "--out-dir", default=None, help="output folder (default: runs/TASK-PRESET)"
+        "--out-dir",
+        default=None,
+        help="output folder (default: runs/TASK-recipe, or runs/TASK-PRESET with --preset)",
     )
     run_group.add_argument("--seed", type=int, default=d.seed, help="seed of the whole run")
     run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
@@ -1402,7 +1443,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         metavar="CHECKPOINT",
-        help="start from this checkpoint's weights and config (fresh optimizer), e.g. "
+        help="start from this checkpoint's weights and config (fresh optimizer and schedule; "
+        "--preset and the recipe's model are not used, explicit model flags are), e.g. "
         "hrm_agent/checkpoints/sudoku; its lineage is carried on",
     )
     run_group.add_argument(
@@ -1437,7 +1479,6 @@ RECIPE_FLAGS = {
     "lr_schedule": "lr_schedule",
     "lr_min_ratio": "lr_min_ratio",
     "steps": "steps",
-    "loss_cells": "loss_cells",
     "q_bootstrap": "q_bootstrap",
     "eval_every": "eval_every",
     "eval_size": "eval_size",
@@ -1519,27 +1560,29 @@ def run(args: argparse.Namespace) -> int:
         trainer.close()
     if not is_main:
         return 0
+    tiers = trainer.tier_evals or {"test": result.eval or {}}
     summary = {
         "task": config.task,
         "steps": result.step,
         "minutes": round(result.minutes, 3),
         "checkpoint": str(result.checkpoint),
         "eval": result.eval,
+        "eval_tiers": trainer.tier_evals,
     }
     if args.json:
         print(json.dumps(summary))
-    else:
-        ev = result.eval or {}
+        return 0
+    print(f"trained {config.task} for {result.step} steps in {result.minutes:.1f} min")
+    for tier, ev in tiers.items():
         q = ev.get("q_halting", {})
         print(
-            f"trained {config.task} for {result.step} steps in {result.minutes:.1f} min; "
-            f"test exact {ev.get('exact_accuracy', float('nan')):.3f} "
+            f"  {tier}: exact {ev.get('exact_accuracy', float('nan')):.3f} "
             f"(cells {ev.get('cell_accuracy', float('nan')):.3f}) after "
             f"{ev.get('max_cycles', '?')} cycles, Q-halt exact "
             f"{q.get('exact_accuracy', float('nan')):.3f} in "
-            f"{q.get('mean_cycles', float('nan')):.1f} cycles\n"
-            f"checkpoint: {result.checkpoint}.safetensors / .json"
+            f"{q.get('mean_cycles', float('nan')):.1f} cycles"
         )
+    print(f"checkpoint: {result.checkpoint}.safetensors / .json")
     return 0
 
 

@@ -1087,3 +1087,33 @@ def test_delayed_q_bootstrap_trains_q_continue_and_resumes_bit_for_bit(tmp_path)
     a = load_file(f"{straight.checkpoint}.safetensors")
     b = load_file(f"{resumed.checkpoint}.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_diverged_loss_stops_training_with_a_clear_error_and_saves_nothing(tmp_path, monkeypatch):
+    import hrm_agent.train as train_module
+
+    config = tiny(tmp_path, "nan", steps=6, checkpoint_every=2)
+    trainer = Trainer(config)
+    trainer.fit(stop_at=2)  # a good save at step 2
+    saved = load_file(f"{trainer.stem}.safetensors")
+    real = train_module.hrm_loss
+
+    def poisoned(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        return parts._replace(total=parts.total * float("nan"))
+
+    monkeypatch.setattr(train_module, "hrm_loss", poisoned)
+    with pytest.raises(train_module.TrainingDiverged, match="diverged at step 3"):
+        trainer.fit()
+    trainer.close()
+    after = load_file(f"{trainer.stem}.safetensors")
+    assert all(torch.equal(saved[k], after[k]) for k in saved)
+
+
+def test_eval_tiers_are_the_same_puzzles_whatever_the_seed_and_the_other_tiers(tmp_path):
+    a = Trainer(tiny(tmp_path, "a", seed=0, eval_difficulty="easy,hard", eval_size=4))
+    b = Trainer(tiny(tmp_path, "b", seed=5, eval_difficulty="hard", eval_size=4))
+    np.testing.assert_array_equal(a.eval_sets()["hard"].inputs, b.eval_sets()["hard"].inputs)
+    assert not np.array_equal(a.eval_sets()["easy"].inputs, a.eval_sets()["hard"].inputs)
+    with pytest.raises(ValueError, match="training bank"):
+        TrainConfig(task="sudoku", eval_difficulty="easy,extreme")
