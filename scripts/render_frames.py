@@ -26,7 +26,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for env_id, name, difficulty in (
         ("HRM-Sudoku-v0", "sudoku", "easy"),
-        ("HRM-Maze-v0", "maze", "hard"),
+        ("HRM-Maze-v0", "maze", "easy"),
         ("HRM-SudokuMini-v0", "sudoku-mini", None),
     ):
         env = gym.make(env_id, render_mode="rgb_array", difficulty=difficulty)
