@@ -497,8 +497,12 @@ class Trainer:
         b = config.batch_size // self.world.size
         self.rows = slice(self.world.rank * b, (self.world.rank + 1) * b)
 
-        model_config = self._saved_model_config() if resume else None
-        if model_config is None:
+        # Resuming reads the trainer state once, up front: it also holds the model config, so
+        # a run started --init-from a checkpoint resumes without that checkpoint.
+        state = self._read_state() if resume else None
+        if state is not None and state.get("model_config") is not None:
+            model_config = HRMConfig.from_dict(json.loads(state["model_config"]))
+        else:
             model_config = config.model_config()
         # Weights from a seeded generator: every rank builds the same model without touching
         # the global torch RNG.
@@ -528,8 +532,8 @@ class Trainer:
 
         self.q_prefix: torch.Tensor | None = None  # q_bootstrap="delayed": (b, D) or None
         self.q_prefix_valid: torch.Tensor | None = None  # (b,) bool
-        if resume:
-            self._load_state()
+        if state is not None:
+            self._load_state(state)
         else:
             # The data stream is seeded apart from the weights (seed + 1) so that the same
             # weights can be trained on different data by changing nothing else.
@@ -547,14 +551,6 @@ class Trainer:
             self.carry = self.model.initial_carry(b, self.device)
         self._eval_sets: dict[str, PuzzleBatch] | None = None
         self._logger: _Logger | None = None
-
-    def _saved_model_config(self) -> HRMConfig | None:
-        """The model config recorded in the trainer state being resumed (None if absent), so
-        that a run started ``--init-from`` a checkpoint resumes without that checkpoint."""
-        if not self.state_path.is_file():
-            return None
-        saved = load_trainer_state(self.state_path).get("model_config")
-        return None if saved is None else HRMConfig.from_dict(json.loads(saved))
 
     def _init_weights_from(self, stem: str) -> None:
         """Start from a checkpoint's weights (fresh optimizer) and inherit its lineage."""
@@ -816,8 +812,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, EvalResult]:
         """Evaluate (the EMA weights when on) on each held-out set; see :meth:`eval_sets`."""
+        model = self.eval_model()  # with EMA a fresh copy: build it once for every tier
         results = {
-            tier: evaluate(self.eval_model(), self.task, batch, batch_size=256)
+            tier: evaluate(model, self.task, batch, batch_size=256)
             for tier, batch in self.eval_sets().items()
         }
         self.tier_evals = {tier: r.to_json("max") for tier, r in results.items()}
@@ -908,7 +905,8 @@ class Trainer:
         save_trainer_state(self.state_path, state)
         save_checkpoint(self.stem, self.eval_model(), meta=meta)
 
-    def _load_state(self) -> None:
+    def _read_state(self) -> dict[str, Any]:
+        """The trainer state in ``out_dir``, checked to be one this hrm can resume."""
         if not self.state_path.is_file():
             raise FileNotFoundError(f"nothing to resume: no trainer state at {self.state_path}")
         state = load_trainer_state(self.state_path)
@@ -919,6 +917,10 @@ class Trainer:
                 f"{self.state_path} has trainer-state version {state.get('version')!r}; "
                 f"this hrm reads version {TRAINER_STATE_VERSION}"
             )
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state read by :meth:`_read_state`."""
         saved = TrainConfig.from_dict(state["config"]).to_dict()
         now = self.config.to_dict()
         changed = sorted(k for k in now if now[k] != saved[k] and k not in RESUMABLE_CHANGES)
