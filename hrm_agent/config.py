@@ -170,12 +170,13 @@ class HRMConfig:
             )
 
     def _check_grid(self) -> None:
-        side = math.isqrt(self.seq_len)
-        if side * side != self.seq_len:
+        try:
+            side = self.grid_side
+        except ValueError:
             raise ValueError(
                 f"mixer {self.mixer!r} needs a square grid of cells, but seq_len={self.seq_len} "
                 "is not a square"
-            )
+            ) from None
         if self.mixer != "candidates":
             return
         box = math.isqrt(side)
