@@ -118,18 +118,27 @@ def shortest_lengths(grids: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def _search_from_goal(
+    grid: np.ndarray, out: np.ndarray, passable: np.ndarray, dist: np.ndarray, queue: np.ndarray
+) -> tuple[int, int, int]:
+    """Copy ``grid`` to ``out`` and fill ``dist`` with the moves to G. Returns (S, G, length)
+    in the padded frame; length is -1 when S cannot reach G or S or G is not unique."""
+    out[:] = grid
+    s, g, ns, ng = endpoints(grid)
+    if ns != 1 or ng != 1:
+        return s, g, -1
+    _mark_passable(grid, passable)
+    bfs(passable, g, dist, queue)
+    return s, g, dist[s]
+
+
+@nb.njit(cache=True)
 def _solve_into(
     grid: np.ndarray, out: np.ndarray, passable: np.ndarray, dist: np.ndarray, queue: np.ndarray
 ) -> int:
     # Search from G, then walk down the distance field from S: every step goes to the first
     # neighbour (up, left, right, down) one move closer to G, so ties break the same way always.
-    out[:] = grid
-    s, g, ns, ng = endpoints(grid)
-    if ns != 1 or ng != 1:
-        return -1
-    _mark_passable(grid, passable)
-    bfs(passable, g, dist, queue)
-    length = dist[s]
+    s, _, length = _search_from_goal(grid, out, passable, dist, queue)
     if length < 0:
         return -1
     c = s
@@ -153,6 +162,69 @@ def solve_batch(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     passable, dist, queue = _scratch()
     for i in range(b):
         lengths[i] = _solve_into(grids[i], answers[i], passable, dist, queue)
+    return answers, lengths
+
+
+@nb.njit(cache=True)
+def _closest_into(
+    grid: np.ndarray,
+    scores: np.ndarray,
+    out: np.ndarray,
+    passable: np.ndarray,
+    dist_s: np.ndarray,
+    dist_g: np.ndarray,
+    queue: np.ndarray,
+    best: np.ndarray,
+    parent: np.ndarray,
+) -> int:
+    # Cells on some shortest path are those with dist_s + dist_g == length. In the order of the
+    # search from S (sorted by distance), each such cell takes the best-scoring predecessor one
+    # move nearer S; G's chain back to S is then the highest-scoring shortest path. Exact ties
+    # go to the first predecessor in the fixed order up, left, right, down.
+    s, g, length = _search_from_goal(grid, out, passable, dist_g, queue)
+    if length < 0:
+        return -1
+    reached = bfs(passable, s, dist_s, queue)
+    best[s] = 0.0
+    for k in range(1, reached):
+        c = queue[k]
+        if dist_g[c] < 0 or dist_s[c] + dist_g[c] != length:
+            continue
+        top = -np.inf
+        arg = -1
+        for step in (UP, LEFT, RIGHT, DOWN):
+            p = c + step
+            if dist_s[p] == dist_s[c] - 1 and dist_g[p] == dist_g[c] + 1 and best[p] > top:
+                top = best[p]
+                arg = p
+        parent[c] = arg
+        flat = (c // PW - 1) * SIDE + c % PW - 1
+        best[c] = top + (0.0 if c == g else scores[flat])
+    c = parent[g]
+    while c != s:
+        out[(c // PW - 1) * SIDE + c % PW - 1] = PATH
+        c = parent[c]
+    return length
+
+
+@nb.njit(cache=True)
+def closest_batch(grids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each question, the shortest path whose cells' ``scores`` (B, S) sum highest.
+
+    Returns answers (B, S) with that path marked (the question where there is none) and
+    lengths (B,) int32 (-1: unsolvable or S/G not unique).
+    """
+    b = grids.shape[0]
+    answers = np.empty_like(grids)
+    lengths = np.empty(b, dtype=np.int32)
+    passable, dist_s, queue = _scratch()
+    dist_g = np.empty(PAD_CELLS, dtype=np.int32)
+    best = np.full(PAD_CELLS, -np.inf)
+    parent = np.full(PAD_CELLS, -1, dtype=np.int32)
+    for i in range(b):
+        lengths[i] = _closest_into(
+            grids[i], scores[i], answers[i], passable, dist_s, dist_g, queue, best, parent
+        )
     return answers, lengths
 
 

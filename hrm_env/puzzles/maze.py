@@ -53,6 +53,7 @@ __all__ = [
     "shortest_path_length",
     "solve",
     "solve_batch",
+    "closest_shortest_paths",
     "is_valid_shortest_path",
     "check_batch",
     "tier_of",
@@ -277,6 +278,37 @@ def solve_batch(questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lengths (B,) int32 shortest-path lengths, -1 where unsolvable or S/G not unique.
     """
     return _kernels().solve_batch(_as_batch(questions, "questions"))
+
+
+def closest_shortest_paths(
+    questions: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of all the shortest paths of each question, the one whose cells score highest.
+
+    A maze often has several shortest paths, and any of them is a correct answer. Given a
+    score per cell (for instance a model's log-odds of ``o`` against ``' '``), this picks
+    the shortest path with the largest sum of scores over its cells between S and G, by
+    dynamic programming over the cells that lie on some shortest path. A prediction that
+    already marks one shortest path (positive scores on its cells, negative elsewhere) gets
+    that very path back. Exact ties go to the solver's order (up, left, right, down).
+
+    Args:
+        questions: (B, S) or (S,) question grids.
+        scores: float scores of the same shape.
+
+    Returns:
+        answers with the chosen path marked (the question where there is none), and lengths
+        (B,) int32 (-1: unsolvable, or S/G not unique).
+    """
+    q = _as_batch(questions, "questions")
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.shape != q.shape:
+        raise ValueError(f"scores must have the questions' shape {q.shape}, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("scores must be finite")
+    return _kernels().closest_batch(q, np.ascontiguousarray(x))
 
 
 def is_valid_shortest_path(question: np.ndarray | str, prediction: np.ndarray | str) -> bool:

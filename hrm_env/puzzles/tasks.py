@@ -131,6 +131,16 @@ class Task:
         """(B, S) bool: the cells an answer is scored on."""
         return np.ones(inputs.shape, dtype=bool)
 
+    def closest_targets(
+        self, inputs: np.ndarray, targets: np.ndarray, logits: np.ndarray
+    ) -> np.ndarray:
+        """(B, S) the correct answer of each puzzle that a model's ``logits`` (B, S, V) favour.
+
+        For a task with one answer per puzzle that is ``targets`` itself (the default here); a
+        task whose puzzles can have several correct answers picks among them.
+        """
+        return targets
+
     def cell_accuracy(
         self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
     ) -> np.ndarray:
@@ -322,6 +332,20 @@ class MazeTask(Task):
     def solve(self, inputs: np.ndarray) -> np.ndarray:
         inputs = self._check_grids(inputs, "mazes")
         return np.stack([self._maze.solve(q) for q in inputs])
+
+    def closest_targets(
+        self, inputs: np.ndarray, targets: np.ndarray, logits: np.ndarray
+    ) -> np.ndarray:
+        """The shortest path with the highest summed log-odds of ``o`` over ``' '``.
+
+        Nearly every generated maze has tied shortest paths, and any of them is correct. The
+        path the model already leans to is the one it is cheapest to be taught; a model that
+        marks a shortest path exactly gets its own answer as the target.
+        """
+        m = self._maze
+        scores = logits[..., m.PATH] - logits[..., m.OPEN]
+        answers, lengths = m.closest_shortest_paths(inputs, scores)
+        return np.where((lengths >= 0)[:, None], answers, targets)
 
     def is_correct(
         self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray

@@ -186,6 +186,50 @@ def _detour_room() -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, i
     return q, over_then_down, down_then_over
 
 
+def test_closest_shortest_path_follows_the_scores_among_tied_paths() -> None:
+    q, a, b = _detour_room()
+    for route in (a, b):
+        scores = np.where(mark(q, route) == PATH, 2.0, -1.0)
+        answers, lengths = maze.closest_shortest_paths(q, scores)
+        assert lengths.tolist() == [7]
+        assert np.array_equal(answers[0], mark(q, route))
+    # Scores that favour cells off every shortest path cannot pull the answer off one.
+    scores = np.where(q == OPEN, 5.0, 0.0)
+    answers, _ = maze.closest_shortest_paths(q, scores)
+    assert maze.is_valid_shortest_path(q, answers[0])
+
+
+@FAST
+@given(st.integers(0, 2**32 - 1), st.sampled_from(maze.TIERS))
+def test_closest_shortest_path_is_valid_and_beats_every_frame_of_the_solver(
+    seed: int, tier: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    m = maze.generate(rng, tier, 3)
+    scores = rng.normal(size=m.questions.shape)
+    answers, lengths = maze.closest_shortest_paths(m.questions, scores)
+    np.testing.assert_array_equal(lengths, m.ratings)
+    assert maze.check_batch(m.questions, answers).all()
+    best = (scores * (answers == PATH)).sum(axis=1)
+    for k in range(8):  # the solver's path in each frame: 8 (often different) shortest paths
+        other = maze.invert_dihedral(maze.solve_batch(maze.dihedral(m.questions, k))[0], k)
+        assert (best >= (scores * (other == PATH)).sum(axis=1) - 1e-9).all()
+    # Scores that mark the solver's own path give it back.
+    own = np.where(m.answers == PATH, 1.0, -1.0)
+    np.testing.assert_array_equal(maze.closest_shortest_paths(m.questions, own)[0], m.answers)
+
+
+def test_closest_shortest_path_rejects_bad_scores_and_reports_unsolvable() -> None:
+    q, _, _ = _detour_room()
+    with pytest.raises(ValueError, match="scores must have the questions' shape"):
+        maze.closest_shortest_paths(q, np.zeros(10))
+    with pytest.raises(ValueError, match="finite"):
+        maze.closest_shortest_paths(q, np.full(SEQ_LEN, np.nan))
+    blocked = maze.parse(_with(_OPEN_ROOM, p0_0=START, p10_10=GOAL))
+    answers, lengths = maze.closest_shortest_paths(blocked, np.zeros(SEQ_LEN))
+    assert lengths.tolist() == [-1] and np.array_equal(answers[0], blocked)
+
+
 def test_equal_length_alternatives_both_pass() -> None:
     q, a, b = _detour_room()
     assert maze.shortest_path_length(q) == 7

@@ -139,3 +139,32 @@ def test_maze_training_targets_are_the_solver_answer_of_the_augmented_maze():
     one_q, one_a = task.augment(np.random.default_rng(3), pool.questions[0], pool.answers[0])
     assert one_q.shape == one_a.shape == (maze.SEQ_LEN,)
     np.testing.assert_array_equal(one_a, maze.solve(one_q))
+
+
+def test_maze_closest_targets_are_the_path_the_logits_favour():
+    from hrm_env.puzzles import maze
+
+    task = get_task("maze")
+    rng = np.random.default_rng(4)
+    batch = task.sample(rng, 8, "medium")
+    # Another shortest path of each maze: the solver's in a rotated frame, rotated back.
+    other = maze.invert_dihedral(maze.solve_batch(maze.dihedral(batch.inputs, 1))[0], 1)
+    assert maze.check_batch(batch.inputs, other).all()
+    assert (other != batch.targets).any(axis=1).any()  # some mazes have a tied path here
+    # Logits whose argmax is `other`: a model that already answers with a correct path.
+    logits = rng.normal(size=(8, maze.SEQ_LEN, maze.VOCAB_SIZE))
+    np.put_along_axis(logits, other[..., None].astype(np.int64), 10.0, axis=-1)
+    chosen = task.closest_targets(batch.inputs, batch.targets, logits)
+    np.testing.assert_array_equal(chosen, other)
+    # Logits that favour nothing still give a correct answer of every maze.
+    flat = task.closest_targets(batch.inputs, batch.targets, np.zeros_like(logits))
+    assert maze.check_batch(batch.inputs, flat).all()
+
+
+def test_sudoku_closest_targets_are_its_unique_answers():
+    task = get_task("sudoku")
+    batch = task.sample(np.random.default_rng(5), 3, "easy")
+    logits = np.random.default_rng(6).normal(size=(3, task.seq_len, task.vocab_size))
+    np.testing.assert_array_equal(
+        task.closest_targets(batch.inputs, batch.targets, logits), batch.targets
+    )
