@@ -72,7 +72,7 @@ from hrm_agent.checkpoint import (
     save_checkpoint,
     save_trainer_state,
 )
-from hrm_agent.config import MIXERS, PRESETS, HRMConfig
+from hrm_agent.config import COMPUTE_DTYPES, MIXERS, PRESETS, HRMConfig
 from hrm_agent.devices import resolve_device
 from hrm_agent.evaluate import EvalResult, evaluate
 from hrm_agent.losses import hrm_loss, q_targets
@@ -90,6 +90,7 @@ __all__ = [
     "add_arguments",
     "run",
     "CHECKPOINT_STEM",
+    "lineage_totals",
 ]
 
 CHECKPOINT_STEM = "model"
@@ -98,6 +99,7 @@ TRAINER_STATE_FORMAT = "hrm-trainer-state"
 TRAINER_STATE_VERSION = 1
 LR_SCHEDULES = ("constant", "cosine")
 Q_BOOTSTRAPS = ("next-segment", "delayed")
+TARGET_RULES = ("fixed", "closest")
 EVAL_SEED = 20261130
 """Seed of the held-out tier sets of ``eval_difficulty`` (with a hash of the tier name)."""
 MODEL_OVERRIDE_FIELDS = (
@@ -182,6 +184,13 @@ class TrainConfig:
     puzzle's own next training step supplies those Q values one step later, and the Q head
     (only the head, from the stored prefix state) is fitted to them then, at no extra cost.
     Puzzles that halted have no next step and give no q_continue loss."""
+    targets: str = "fixed"
+    """Which correct answer a puzzle with several is supervised with: ``fixed`` (the one its
+    data holds, e.g. the maze solver's tie-break) or ``closest``: each step, the correct answer
+    nearest the model's own (for mazes, the shortest path its log-odds favour most, see
+    :meth:`~hrm_env.puzzles.tasks.Task.closest_targets`). With ``closest`` a model that marks
+    any shortest path is right, as the checker says, and its Q head learns that. Tasks with one
+    answer per puzzle (Sudoku) are the same under both."""
     halt_exploration_prob: float = 0.1
     """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
     ema: float = 0.0
@@ -249,6 +258,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or a positive int, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.targets not in TARGET_RULES:
+            raise ValueError(f"targets must be one of {TARGET_RULES}, got {self.targets!r}")
         if self.q_bootstrap not in Q_BOOTSTRAPS:
             raise ValueError(f"q_bootstrap must be one of {Q_BOOTSTRAPS}, got {self.q_bootstrap!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -509,6 +520,10 @@ class Trainer:
         init = torch.Generator().manual_seed(config.seed)
         self.model = HRM(model_config, generator=init).to(self.device)
         self.model.train()
+        if self.device.type == "cuda" and model_config.compute_dtype == "float32":
+            # float32 means float32: no TF32 in matmuls or convolutions either.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         if config.compile:
             self.model.enable_compile()
         self.optimizer = torch.optim.AdamW(
@@ -631,6 +646,13 @@ class Trainer:
 
         # Deep supervision: one segment from the (detached) carry, loss on its answer.
         carry, out = self.model(self.carry, tokens)
+        if c.targets == "closest":
+            chosen = self.task.closest_targets(
+                self.batch.inputs[rows],
+                self.batch.targets[rows],
+                out.logits.detach().float().cpu().numpy(),
+            )
+            labels = torch.from_numpy(chosen.astype(np.int64)).to(self.device)
         delayed_loss = None
         if c.q_bootstrap == "next-segment":
             # Q-learning target of q_continue: the best Q value one segment later, from the
@@ -895,11 +917,7 @@ class Trainer:
             "eval": self.last_eval,
             "eval_tiers": self.tier_evals,
             "lineage": lineage,
-            "total_steps": sum(int(run.get("steps") or 0) for run in lineage),
-            "total_minutes": round(sum(float(run.get("minutes") or 0) for run in lineage), 3),
-            "total_cpu_minutes": round(
-                sum(float(run.get("cpu_minutes") or 0) for run in lineage), 3
-            ),
+            **lineage_totals(lineage),
         }
         # The trainer state first: a checkpoint on disk always has a state at least as new.
         save_trainer_state(self.state_path, state)
@@ -1300,6 +1318,37 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+def lineage_totals(lineage: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals a checkpoint's JSON carries beside its lineage.
+
+    ``total_cpu_minutes`` is the compute of every run in this CPU's minutes: a CPU run's
+    measured process time, or, for a run on another device, its ``cpu_minutes_equivalent``
+    (its steps at the CPU's measured seconds per step for the same configuration, see
+    ``scripts/cpu_equivalent.py``). A device run without that figure counts its host process
+    time, which understates it, and ``total_cpu_minutes_complete`` is then false.
+    ``total_device_minutes`` is the wall time of the runs on accelerators.
+    """
+    cpu = 0.0
+    device = 0.0
+    complete = True
+    for run in lineage:
+        on_cpu = str(run.get("device") or "cpu").startswith("cpu")
+        if not on_cpu:
+            device += float(run.get("minutes") or 0)
+        if run.get("cpu_minutes_equivalent") is not None:
+            cpu += float(run["cpu_minutes_equivalent"])
+        else:
+            cpu += float(run.get("cpu_minutes") or 0)
+            complete = complete and on_cpu
+    return {
+        "total_steps": sum(int(run.get("steps") or 0) for run in lineage),
+        "total_minutes": round(sum(float(run.get("minutes") or 0) for run in lineage), 3),
+        "total_cpu_minutes": round(cpu, 3),
+        "total_cpu_minutes_complete": complete,
+        "total_device_minutes": round(device, 3),
+    }
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -1363,6 +1412,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="conv mixer: comma-separated dilations cycled over each level's blocks, e.g. 1,2,4",
     )
     model.add_argument(
+        "--compute-dtype",
+        choices=COMPUTE_DTYPES,
+        default=None,
+        help="precision of the blocks on CUDA: bfloat16 autocast (default) or float32 (also "
+        "turns TF32 off, so a CUDA run does the arithmetic a CPU run does); CPU is always float32",
+    )
+    model.add_argument(
         "--loss",
         choices=("stablemax", "softmax"),
         default=None,
@@ -1402,6 +1458,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="q_continue target: next-segment (the paper's extra no-grad segment) or delayed "
         "(read from the puzzle's next training step; a third cheaper)",
+    )
+    opt.add_argument(
+        "--targets",
+        choices=TARGET_RULES,
+        default=None,
+        help="puzzles with several correct answers (mazes with tied shortest paths): supervise "
+        "the data's own (fixed) or, each step, the one nearest the model's answer (closest)",
     )
     opt.add_argument(
         "--halt-exploration",
@@ -1482,6 +1545,7 @@ RECIPE_FLAGS = {
     "lr_min_ratio": "lr_min_ratio",
     "steps": "steps",
     "q_bootstrap": "q_bootstrap",
+    "targets": "targets",
     "eval_every": "eval_every",
     "eval_size": "eval_size",
     "eval_difficulty": "eval_difficulty",

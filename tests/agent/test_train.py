@@ -74,6 +74,7 @@ def tiny(tmp_path: Path, name: str = "run", **changes) -> TrainConfig:
         ({"overrides": {"mixer": "conv", "conv_dilations": "1,x"}}, "conv_dilations"),
         ({"overrides": {"vocab_size": 3}}, "cannot override"),
         ({"overrides": {"gradient": "all"}}, "gradient"),
+        ({"targets": "nearest"}, "targets must be one of"),
     ],
 )
 def test_bad_config_values_raise_value_error(tmp_path, changes, message):
@@ -1117,3 +1118,60 @@ def test_eval_tiers_are_the_same_puzzles_whatever_the_seed_and_the_other_tiers(t
     assert not np.array_equal(a.eval_sets()["easy"].inputs, a.eval_sets()["hard"].inputs)
     with pytest.raises(ValueError, match="training bank"):
         TrainConfig(task="sudoku", eval_difficulty="easy,extreme")
+
+
+def test_closest_targets_supervise_the_tied_path_the_model_favours(tmp_path, monkeypatch):
+    """With targets="closest" each step's labels are the task's pick from the model's own
+    logits (a shortest path among the tied ones), and they are what the loss compares with."""
+    import hrm_agent.train as train_module
+    from hrm_env.puzzles import maze
+    from hrm_env.puzzles.tasks import MazeTask
+
+    calls = []
+    original = MazeTask.closest_targets
+
+    def spy(self, inputs, targets, logits):
+        chosen = original(self, inputs, targets, logits)
+        calls.append((inputs.copy(), logits.shape, chosen))
+        return chosen
+
+    monkeypatch.setattr(MazeTask, "closest_targets", spy)
+    seen = []
+    real_loss = train_module.hrm_loss
+
+    def loss_spy(out, labels, *args, **kwargs):
+        seen.append(labels.cpu().numpy())
+        return real_loss(out, labels, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "hrm_loss", loss_spy)
+    config = tiny(
+        tmp_path,
+        task="maze",
+        batch_size=2,
+        steps=3,
+        eval_size=2,
+        targets="closest",
+        overrides={"mixer": "conv", "hidden_size": 16, "max_segments": 2},
+    )
+    train(config)
+    assert len(calls) == 3
+    assert len(seen) == 3
+    for (inputs, shape, chosen), labels in zip(calls, seen, strict=True):
+        assert shape == (2, 900, 6)
+        np.testing.assert_array_equal(labels, chosen)
+        assert maze.check_batch(inputs, chosen).all()
+
+
+def test_lineage_totals_count_device_runs_in_cpu_minutes_only_when_converted():
+    from hrm_agent.train import lineage_totals
+
+    cpu = {"run": "a", "steps": 100, "minutes": 2.0, "cpu_minutes": 1.5, "device": "cpu"}
+    gpu = {"run": "b", "steps": 300, "minutes": 1.0, "cpu_minutes": 1.0, "device": "cuda (H200)"}
+    totals = lineage_totals([cpu, gpu])
+    assert totals["total_steps"] == 400 and totals["total_minutes"] == 3.0
+    # The device run's host process time stands in, and the total says it is incomplete.
+    assert totals["total_cpu_minutes"] == 2.5 and not totals["total_cpu_minutes_complete"]
+    assert totals["total_device_minutes"] == 1.0
+    converted = lineage_totals([cpu, {**gpu, "cpu_minutes_equivalent": 3.0}])
+    assert converted["total_cpu_minutes"] == 4.5 and converted["total_cpu_minutes_complete"]
+    assert lineage_totals([cpu])["total_cpu_minutes_complete"]

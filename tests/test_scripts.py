@@ -1,0 +1,82 @@
+"""The helper scripts under scripts/ that rewrite or drive runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checkpoint_json(path: Path, lineage: list[dict]) -> None:
+    path.write_text(json.dumps({"format": "hrm-checkpoint", "meta": {"lineage": lineage}}))
+
+
+def test_cpu_equivalent_converts_device_runs_at_the_cpu_rate(tmp_path):
+    cpu_equivalent = _script("cpu_equivalent")
+    # A CPU run of the same config: batch 16 at 32 samples/s is 0.5 s a step.
+    run = tmp_path / "cpu-run"
+    run.mkdir()
+    with open(run / "train.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "samples_per_s"])
+        writer.writerows([[10, 30.0], [20, 32.0], [30, 34.0]])
+    (run / "model.json").write_text(
+        json.dumps({"meta": {"device": "cpu", "train_config": {"batch_size": 16}}})
+    )
+    stem = tmp_path / "model"
+    lineage = [
+        {"run": "a", "steps": 100, "minutes": 2.0, "cpu_minutes": 1.5, "device": "cpu"},
+        {"run": "b", "steps": 600, "minutes": 1.0, "cpu_minutes": 1.1, "device": "cuda (H200)"},
+    ]
+    _checkpoint_json(tmp_path / "model.json", lineage)
+    assert cpu_equivalent.main([str(stem), "--rate-from", str(run)]) == 0
+    meta = json.loads((tmp_path / "model.json").read_text())["meta"]
+    a, b = meta["lineage"]
+    assert "cpu_minutes_equivalent" not in a  # a CPU run keeps its measured time
+    assert b["cpu_seconds_per_step"] == 0.5 and b["cpu_minutes_equivalent"] == 5.0
+    assert meta["total_cpu_minutes"] == 6.5 and meta["total_cpu_minutes_complete"]
+    assert meta["total_device_minutes"] == 1.0
+    # A second pass changes nothing: converted runs keep their figure.
+    assert cpu_equivalent.main([str(stem), "--seconds-per-step", "9"]) == 0
+    assert json.loads((tmp_path / "model.json").read_text())["meta"]["lineage"][1] == b
+
+
+def test_cpu_equivalent_refuses_a_rate_from_a_device_run(tmp_path):
+    cpu_equivalent = _script("cpu_equivalent")
+    run = tmp_path / "gpu-run"
+    run.mkdir()
+    (run / "train.csv").write_text("step,samples_per_s\n10,1000\n")
+    (run / "model.json").write_text(
+        json.dumps({"meta": {"device": "cuda:0", "train_config": {"batch_size": 16}}})
+    )
+    with pytest.raises(ValueError, match="not on the CPU"):
+        cpu_equivalent.rate_from_run(run)
+
+
+@pytest.mark.parametrize("sweep", ["cpu-equivalent", "smoke"])
+def test_device_sweep_runs_are_valid_train_commands(sweep):
+    import argparse
+
+    from hrm_agent.train import add_arguments, config_from_args
+
+    device_sweep = _script("device_sweep")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for name, (task, args) in device_sweep.SWEEPS[sweep].items():
+        config = config_from_args(parser.parse_args([task, *args, "--compute-dtype", "float32"]))
+        model = config.model_config()
+        assert model.compute_dtype == "float32", name
+        # The CPU recipe's batch, so that steps convert to CPU-minutes.
+        assert config.batch_size == device_sweep._batch(args, task), name
