@@ -99,7 +99,10 @@ CELL_LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_en
 
 
 def q_targets(
-    next_q_halt: torch.Tensor, next_q_continue: torch.Tensor, is_last: torch.Tensor | bool
+    next_q_halt: torch.Tensor,
+    next_q_continue: torch.Tensor,
+    is_last: torch.Tensor | bool,
+    step_cost: float = 0.0,
 ) -> torch.Tensor:
     """Bootstrapped target (a probability) for this segment's q_continue.
 
@@ -109,10 +112,16 @@ def q_targets(
     the paper's equation and its reference code, ``is_last`` is "this segment's index has
     reached ``max_segments``".
 
+    ``step_cost`` (0 in the paper) is taken off the value of continuing, as the halting env
+    charges each continue: the target becomes ``max(0, that - step_cost)``. Without it, a
+    puzzle already solved has equal values for halting and continuing, and a bootstrapped
+    q_continue can climb above q_halt there, so the model never halts.
+
     Args:
         next_q_halt: (B,) halt logits of the next segment (computed without gradient).
         next_q_continue: (B,) continue logits of the next segment.
         is_last: (B,) bool or a Python bool for the whole batch.
+        step_cost: the cost of one more step, in reward units (>= 0).
 
     Returns:
         (B,) float32 targets in [0, 1], detached.
@@ -125,8 +134,11 @@ def q_targets(
     is_last = torch.as_tensor(is_last, device=next_q_halt.device, dtype=torch.bool)
     if is_last.dim() and is_last.shape != next_q_halt.shape:
         raise ValueError(f"is_last must be a bool or (B,), got shape {tuple(is_last.shape)}")
+    if not step_cost >= 0:
+        raise ValueError(f"step_cost must be >= 0, got {step_cost}")
     best = torch.where(is_last, next_q_halt, torch.maximum(next_q_halt, next_q_continue))
-    return torch.sigmoid(best.detach().float())
+    value = torch.sigmoid(best.detach().float())
+    return (value - step_cost).clamp_min(0.0) if step_cost else value
 
 
 class LossParts(NamedTuple):

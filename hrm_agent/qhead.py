@@ -142,12 +142,13 @@ class QHeadLoss(NamedTuple):
     """Fraction of (puzzle, cycle) where ``q_halt > 0`` agrees with "correct"."""
 
 
-def q_head_loss(q: torch.Tensor, correct: torch.Tensor) -> QHeadLoss:
+def q_head_loss(q: torch.Tensor, correct: torch.Tensor, step_cost: float = 0.0) -> QHeadLoss:
     """Q-learning loss over whole trajectories of C cycles (C = the env's ``max_cycles``).
 
     Args:
         q: (B, C, 2) Q logits (halt, continue) after each cycle, with gradient.
         correct: (B, C) bool, the answer after each cycle is correct.
+        step_cost: taken off the value of continuing (see :func:`~hrm_agent.losses.q_targets`).
 
     Returns:
         :class:`QHeadLoss`; q_continue is scored on cycles 1..C-1 against
@@ -166,7 +167,9 @@ def q_head_loss(q: torch.Tensor, correct: torch.Tensor) -> QHeadLoss:
         nxt = q[:, 1:].detach()  # (B, C-1, 2) the next cycle's Q values
         is_last = torch.zeros(B, C - 1, dtype=torch.bool, device=q.device)
         is_last[:, -1] = True  # the next cycle is C: the env halts there, only q_halt counts
-        target = q_targets(nxt[..., 0].reshape(-1), nxt[..., 1].reshape(-1), is_last.reshape(-1))
+        target = q_targets(
+            nxt[..., 0].reshape(-1), nxt[..., 1].reshape(-1), is_last.reshape(-1), step_cost
+        )
         continue_ = F.binary_cross_entropy_with_logits(q[:, :-1, 1].reshape(-1), target)
     else:
         continue_ = torch.zeros((), device=q.device)
@@ -183,12 +186,12 @@ def head_q_values(head: nn.Module, features: np.ndarray | torch.Tensor) -> np.nd
         return head(x).float().cpu().numpy()
 
 
-def _full_loss(head: nn.Module, transitions: Transitions) -> QHeadLoss:
+def _full_loss(head: nn.Module, transitions: Transitions, step_cost: float = 0.0) -> QHeadLoss:
     device = next(head.parameters()).device
     x = torch.from_numpy(transitions.features).to(device)
     y = torch.from_numpy(transitions.correct).to(device)
     with torch.no_grad():
-        return q_head_loss(head(x), y)
+        return q_head_loss(head(x), y, step_cost)
 
 
 def train_q_head(
@@ -200,6 +203,7 @@ def train_q_head(
     weight_decay: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    step_cost: float = 0.0,
 ) -> list[float]:
     """Train ``head`` in place on the transitions with AdamW; minibatches of whole puzzles.
 
@@ -226,7 +230,7 @@ def train_q_head(
     try:
         for _ in iterator:
             rows = torch.randint(0, P, (min(batch_size, P),), generator=generator)
-            parts = q_head_loss(head(x[rows.to(device)]), y[rows.to(device)])
+            parts = q_head_loss(head(x[rows.to(device)]), y[rows.to(device)], step_cost)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()
@@ -281,6 +285,7 @@ def finetune_q_head(
     recording: RecordedReasoner | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    step_cost: float = 0.0,
 ) -> FinetuneResult:
     """Fine-tune only the Q head of ``model`` on the halting env's transitions.
 
@@ -299,6 +304,9 @@ def finetune_q_head(
             ``PuzzleBatch`` with ``prefix_features``) instead of running the model.
         device: where to run (default: the model's device).
         progress: show progress bars.
+        step_cost: taken off the value of continuing in the q_continue targets (0: the
+            paper's targets; the env's ``step_cost`` makes the head halt once nothing is left
+            to gain).
 
     Returns:
         The :class:`FinetuneResult`.
@@ -331,14 +339,14 @@ def finetune_q_head(
         if not np.allclose(q_now, transitions.q, rtol=0.05, atol=0.1):
             raise ValueError("the recording was not made with this model (its Q values differ)")
     head = tuned.q_head
-    before = _loss_summary(_full_loss(head, transitions))
+    before = _loss_summary(_full_loss(head, transitions, step_cost))
     generator = torch.Generator().manual_seed(seed)
     losses = train_q_head(
         head, transitions, steps, batch_size=batch_size, lr=lr, generator=generator,
-        progress=progress,
+        progress=progress, step_cost=step_cost,
     )  # fmt: skip
     head.eval()
-    after = _loss_summary(_full_loss(head, transitions))
+    after = _loss_summary(_full_loss(head, transitions, step_cost))
     meta = {
         "q_head_finetune": {
             "note": (
@@ -351,6 +359,7 @@ def finetune_q_head(
             "max_cycles": int(max_cycles),
             "batch_size": int(batch_size),
             "lr": float(lr),
+            "step_cost": float(step_cost),
             "seed": int(seed),
             "before": before,
             "after": after,

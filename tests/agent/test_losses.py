@@ -108,6 +108,19 @@ def test_q_targets_hand_example():
         q_targets(next_halt[:2], next_continue, is_last)
 
 
+def test_q_targets_step_cost_is_taken_off_continuing_and_floored_at_zero():
+    next_halt = torch.tensor([4.0, -6.0, 0.0])
+    next_continue = torch.tensor([1.0, -7.0, 0.0])
+    plain = q_targets(next_halt, next_continue, False)
+    costly = q_targets(next_halt, next_continue, False, step_cost=0.01)
+    torch.testing.assert_close(costly[:1], plain[:1] - 0.01)
+    assert costly[1] == 0.0  # sigmoid(-6) < 0.01: floored, never negative
+    # A solved puzzle: halting (target 1) now beats continuing, which it only tied before.
+    assert q_targets(torch.tensor([30.0]), torch.tensor([30.0]), False, 0.01) < 1 - 0.009
+    with pytest.raises(ValueError, match="step_cost"):
+        q_targets(next_halt, next_continue, False, step_cost=-0.1)
+
+
 def _example():
     # Two samples, three cells, vocabulary 3. Sample 0 is fully right, sample 1 has one error.
     logits = torch.tensor(

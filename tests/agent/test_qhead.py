@@ -78,6 +78,37 @@ def test_training_learns_when_the_answer_is_correct():
     assert agree.mean() > 0.95
 
 
+def test_a_step_cost_makes_the_head_halt_once_the_answer_stays_right():
+    """Answers right from cycle 3 on, forever: with no cost, halting and continuing tie there
+    and the fitted head may keep thinking; with the env's cost it halts."""
+    g = torch.Generator().manual_seed(1)
+    P, C, D = 128, 12, 6
+    cycle = np.broadcast_to(np.arange(C, dtype=np.float32), (P, C))
+    correct = cycle >= 3
+    # The backbone's state tells "solved" (feature 0) and the cycle (feature 1).
+    features = np.concatenate(
+        [
+            np.where(correct, 1.0, -1.0)[..., None],
+            cycle[..., None] / C,
+            torch.randn(P, C, D - 2, generator=g).numpy(),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    transitions = Transitions(features, correct, np.zeros((P, C, 2), np.float32))
+    decisions = {}
+    for cost in (0.0, 0.05):
+        head = nn.Linear(D, 2)
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([-5.0, 5.0]))  # a head that starts out never halting
+        train_q_head(head, transitions, steps=600, batch_size=64, lr=3e-2, generator=g,
+                     step_cost=cost)  # fmt: skip
+        q = head_q_values(head, features)
+        decisions[cost] = (q[..., 0] > q[..., 1])[correct].mean()
+    assert decisions[0.05] > 0.9
+    assert decisions[0.05] > decisions[0.0] + 0.2
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.set_num_threads(1)
