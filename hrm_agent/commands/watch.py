@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fps", type=float, default=None, help="frames per second")
     parser.add_argument(
+        "--max-cycles",
+        type=int,
+        default=None,
+        help="cycle limit per puzzle (default: the model's own, N x max_segments)",
+    )
+    parser.add_argument(
         "--residuals",
         action="store_true",
         help="show the forward residuals of z_H and z_L in the side panel (key t toggles)",
@@ -44,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0 and device.type == "cpu":
         torch.set_num_threads(args.threads)
     kwargs = {
-        k: v for k, v in {"episodes": args.episodes, "fps": args.fps}.items() if v is not None
+        k: v
+        for k, v in {
+            "episodes": args.episodes,
+            "fps": args.fps,
+            "max_cycles": args.max_cycles,
+        }.items()
+        if v is not None
     }
     return watch(
         args.task,

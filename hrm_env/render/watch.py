@@ -179,6 +179,15 @@ class _Window:
         self.pygame.display.quit()
 
 
+def model_cycle_limit(reasoner: Any, default: int = 16) -> int:
+    """The cycles a reasoner's model was trained to run (N x max_segments), else ``default``."""
+    config = getattr(getattr(reasoner, "model", None), "config", None)
+    try:
+        return int(config.h_cycles) * int(config.max_segments)
+    except (AttributeError, TypeError, ValueError):
+        return default
+
+
 def watch(
     task: str,
     difficulty: str | None = None,
@@ -190,7 +199,7 @@ def watch(
     fps: float = DEFAULT_FPS,
     *,
     reasoner: Any = None,
-    max_cycles: int = 16,
+    max_cycles: int | None = None,
     residuals: bool = False,
 ) -> int:
     """Play episodes with the model's own Q-head halting, in a window or into an animation.
@@ -205,7 +214,8 @@ def watch(
         device: torch device of the model.
         fps: frames (cycles) per second.
         reasoner: a reasoner to drive instead of loading a checkpoint (tests, custom models).
-        max_cycles: cycle limit per puzzle.
+        max_cycles: cycle limit per puzzle (default: the model's own, N x max_segments,
+            or 16 for a reasoner that does not say).
         residuals: start with the residual traces of z_H and z_L shown (key t toggles them in
             a window); needs a PyTorch model (the traces come from ``hrm_agent.analysis``).
 
@@ -232,6 +242,8 @@ def watch(
 
     if reasoner is None:
         reasoner = load_reasoner(task, checkpoint, device)
+    if max_cycles is None:
+        max_cycles = model_cycle_limit(reasoner)
     tracer = _tracing(reasoner)
     env = ReasoningEnv(
         task,

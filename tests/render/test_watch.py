@@ -92,3 +92,20 @@ def test_mp4_without_a_writer_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(watch_module, "_mp4_backend", lambda: None)
     with pytest.raises(ImportError, match="pip install"):
         write_animation(tmp_path / "a.mp4", [np.zeros((8, 8, 3), np.uint8)], [100])
+
+
+def test_watch_runs_to_the_models_own_cycle_limit_by_default(tmp_path, capsys):
+    """A reasoner never solving, whose model was trained to 1 x 5 cycles: the episode ends at
+    the model's limit, not at a fixed 16; an explicit max_cycles still wins."""
+    from types import SimpleNamespace
+
+    from hrm_env.render.watch import model_cycle_limit
+
+    reasoner = ScriptedReasoner("sudoku-mini", solve_at=None)
+    reasoner.model = SimpleNamespace(config=SimpleNamespace(h_cycles=1, max_segments=5))
+    assert model_cycle_limit(reasoner) == 5
+    assert model_cycle_limit(ScriptedReasoner("sudoku-mini", solve_at=None)) == 16
+    for limit, expected in ((None, 5), (3, 3)):
+        assert watch("sudoku-mini", seed=0, save=tmp_path / "a.gif", episodes=1, fps=10,
+                     reasoner=reasoner, max_cycles=limit) == 0  # fmt: skip
+        assert f"after {expected} cycles" in capsys.readouterr().out
