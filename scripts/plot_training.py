@@ -3,10 +3,13 @@
 Each run folder written by ``hrm train --eval-difficulty ...`` holds an ``eval.csv`` with one
 row per tier and evaluation (``cpu_minutes`` is the process CPU time of the training steps).
 A run continued with ``--init-from`` is offset by its parent's CPU-minutes when given as
-``PARENT_MINUTES:FOLDER``.
+``PARENT_MINUTES:FOLDER``. A run made on another device (``scripts/device_sweep.py``) is placed
+at its CPU-equivalent time when given as ``FOLDER@SECONDS_PER_STEP`` (the CPU's measured
+seconds per step of the same model and batch): its ``cpu_minutes`` column is host time.
 
     python scripts/plot_training.py runs/pair-a runs/pair-b --out docs/figures/sudoku_time.png
     python scripts/plot_training.py runs/s1 95.2:runs/s2 --tiers easy,medium,hard --out f.png
+    python scripts/plot_training.py runs/s1 74.8:runs/sweep/s3@0.608 --out f.png
 """
 
 from __future__ import annotations
@@ -44,13 +47,18 @@ def main(argv: list[str] | None = None) -> None:
     for i, spec in enumerate(args.runs):
         offset_text, sep, folder = spec.rpartition(":")
         offset = float(offset_text) if sep else 0.0
+        folder, at, rate_text = folder.partition("@")
+        rate = float(rate_text) if at else None
         rows = read_eval(Path(folder))
         by_tier: dict[str, list[tuple[float, float]]] = {}
         for r in rows:
             tier = r.get("tier") or "test"
             if tiers and tier not in tiers:
                 continue
-            minutes = float(r.get("cpu_minutes") or r.get("minutes") or 0) + offset
+            if rate is not None:
+                minutes = int(r["step"]) * rate / 60 + offset
+            else:
+                minutes = float(r.get("cpu_minutes") or r.get("minutes") or 0) + offset
             by_tier.setdefault(tier, []).append((minutes, float(r[args.metric])))
         name = labels[i] if labels and i < len(labels) else Path(folder).name
         for j, (tier, points) in enumerate(sorted(by_tier.items())):

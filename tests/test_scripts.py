@@ -80,3 +80,21 @@ def test_device_sweep_runs_are_valid_train_commands(sweep):
         assert model.compute_dtype == "float32", name
         # The CPU recipe's batch, so that steps convert to CPU-minutes.
         assert config.batch_size == device_sweep._batch(args, task), name
+
+
+def test_maze_ties_counts_the_shortest_paths_of_a_room_and_a_corridor():
+    import numpy as np
+
+    from hrm_env.puzzles import maze
+
+    maze_ties = _script("maze_ties")
+    grid = np.full((maze.SIDE, maze.SIDE), maze.WALL, dtype=np.uint8)
+    grid[5:8, 5:11] = maze.OPEN  # a 3 x 6 room: S and G at opposite corners
+    grid[5, 5], grid[7, 10] = maze.START, maze.GOAL
+    # 2 moves down and 5 right in any order: C(7, 2) monotone paths.
+    assert maze_ties.count_shortest_paths(grid) == 21
+    grid[6:8, 5:10] = maze.WALL  # only the top row and the right column stay open
+    grid[7, 10] = maze.GOAL
+    assert maze_ties.count_shortest_paths(grid) == 1
+    grid[6, 10] = maze.WALL
+    assert maze_ties.count_shortest_paths(grid) == 0
