@@ -10,6 +10,7 @@ Usage::
     python benchmarks/bench_train.py                       # CPU; and CUDA when available
     python benchmarks/bench_train.py --presets tiny small --task sudoku --steps 10
     python benchmarks/bench_train.py --device cuda --batch-size 256 --compile
+    python benchmarks/bench_train.py --mixers --threads 1   # every mixer at the shipped size
 
 Shapes: B batch.
 """
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--h-cycles", type=int, default=None, help="override N")
+    parser.add_argument(
+        "--mixers",
+        action="store_true",
+        help="instead of presets: the task's recipe model (the shipped size) with each token "
+        "mixer in turn",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,14 +117,25 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"task {args.task}, torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
     header = (
-        f"{'device':<8}{'preset':<8}{'compile':>8}{'params':>11}{'batch':>7}"
+        f"{'device':<8}{'model':<11}{'compile':>8}{'params':>11}{'batch':>7}"
         f"{'ms/step':>10}{'puzzle-seg/s':>14}{'data %':>8}"
     )
     print(header)
     print("-" * len(header))
+    runs: list[tuple[str, str, dict]] = [(p, p, overrides) for p in args.presets]
+    if args.mixers:
+        from hrm_agent.config import MIXERS
+        from hrm_agent.recipes import recipe_for
+
+        recipe = recipe_for(args.task)
+        runs = []
+        for mixer in MIXERS:
+            if mixer == "candidates" and not args.task.startswith("sudoku"):
+                continue  # the candidate grid is Sudoku's
+            runs.append((mixer, recipe.preset, {**recipe.overrides, **overrides, "mixer": mixer}))
     for device in devices:
         batch = args.batch_size or (256 if device.startswith("cuda") else 16)
-        for preset in args.presets:
+        for label, preset, run_overrides in runs:
             for compile_model in [False, True] if args.compile else [False]:
                 r = measure(
                     args.task,
@@ -127,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                     args.steps,
                     args.warmup,
                     compile_model,
-                    overrides,
+                    run_overrides,
                 )
                 print(
-                    f"{device:<8}{preset:<8}{'yes' if compile_model else 'no':>8}"
+                    f"{device:<8}{label:<11}{'yes' if compile_model else 'no':>8}"
                     f"{r['params']:>11,}{batch:>7}{r['step_ms']:>10.1f}"
                     f"{r['throughput']:>14.1f}{100 * r['data_share']:>8.1f}"
                 )
