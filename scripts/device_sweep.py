@@ -13,8 +13,9 @@ sweep works in two phases:
    budget (``--margin`` keeps room for the evaluations). A run still going at the deadline is
    stopped with SIGTERM and keeps its last state.
 
-Everything is written under ``--root``; with ``--archive`` the runs (without TensorBoard
-files) are packed into one ``.tar.gz``. The last lines printed are a table of each run's steps
+Everything is written under ``--root``; with ``--archive`` the runs are packed into one
+``.tar.gz``, without TensorBoard files and trainer states (``*.trainer.pt``: the optimizer and
+data state, several MB per run, which the device tool would not send back whole). The last lines printed are a table of each run's steps
 and last held-out evaluation.
 
 The runs are the ``SWEEPS`` below, chosen by name::
@@ -158,6 +159,13 @@ def _wait_until(procs: dict[str, subprocess.Popen], deadline: float) -> None:
         time.sleep(1.0)
 
 
+def _archived(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """What the archive keeps: weights, JSON, CSVs and logs; no TensorBoard or trainer state."""
+    if "/tb" in info.name or info.name.endswith(".trainer.pt"):
+        return None
+    return info
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: exit {proc.returncode}", flush=True)
     if args.archive:
         with tarfile.open(args.archive, "w:gz") as tar:
-            tar.add(root, arcname=root.name, filter=lambda t: None if "/tb" in t.name else t)
+            tar.add(root, arcname=root.name, filter=_archived)
     for line in _summary(root, runs):
         print(line, flush=True)
     print(f"sweep done in {time.monotonic() - start:.0f} s", flush=True)
