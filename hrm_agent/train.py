@@ -91,6 +91,8 @@ __all__ = [
     "run",
     "CHECKPOINT_STEM",
     "lineage_totals",
+    "ran_on_cpu",
+    "sample_mix",
 ]
 
 CHECKPOINT_STEM = "model"
@@ -410,6 +412,18 @@ def parse_difficulty_mix(task: Task, text: str) -> list[tuple[str, float]]:
     return [(name, weight / total) for name, weight in mix.items()]
 
 
+def sample_mix(
+    task: Task, mix: list[tuple[str, float]] | None, rng: np.random.Generator, n: int
+) -> PuzzleBatch:
+    """``n`` fresh puzzles, each tier's share drawn from ``mix`` (as
+    :func:`parse_difficulty_mix` gives it; None: the task's default tier), in random order."""
+    if mix is None or len(mix) == 1:
+        return task.sample(rng, n, None if mix is None else mix[0][0])
+    counts = rng.multinomial(n, [weight for _, weight in mix])
+    parts = [task.sample(rng, int(k), tier) for (tier, _), k in zip(mix, counts, strict=True) if k]
+    return PuzzleBatch.concat(parts)[rng.permutation(n)]
+
+
 class _PuzzleSource:
     """Where training puzzles come from: a fresh stream, or a fixed pool augmented on the fly."""
 
@@ -429,16 +443,7 @@ class _PuzzleSource:
         return source
 
     def _sample(self, rng: np.random.Generator, n: int) -> PuzzleBatch:
-        """``n`` fresh puzzles, each tier's share drawn from the mix."""
-        if self.mix is None or len(self.mix) == 1:
-            return self.task.sample(rng, n, None if self.mix is None else self.mix[0][0])
-        counts = rng.multinomial(n, [weight for _, weight in self.mix])
-        parts = [
-            self.task.sample(rng, int(k), tier)
-            for (tier, _), k in zip(self.mix, counts, strict=True)
-            if k
-        ]
-        return PuzzleBatch.concat(parts)[rng.permutation(n)]
+        return sample_mix(self.task, self.mix, rng, n)
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (inputs, targets) rows, (n, S) uint8 each."""
@@ -1318,6 +1323,11 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+def ran_on_cpu(run: dict[str, Any]) -> bool:
+    """Whether a lineage entry ran on the CPU (entries from before devices were recorded did)."""
+    return str(run.get("device") or "cpu").startswith("cpu")
+
+
 def lineage_totals(lineage: list[dict[str, Any]]) -> dict[str, Any]:
     """The totals a checkpoint's JSON carries beside its lineage.
 
@@ -1332,7 +1342,7 @@ def lineage_totals(lineage: list[dict[str, Any]]) -> dict[str, Any]:
     device = 0.0
     complete = True
     for run in lineage:
-        on_cpu = str(run.get("device") or "cpu").startswith("cpu")
+        on_cpu = ran_on_cpu(run)
         if not on_cpu:
             device += float(run.get("minutes") or 0)
         if run.get("cpu_minutes_equivalent") is not None:

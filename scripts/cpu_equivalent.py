@@ -25,7 +25,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from hrm_agent.train import lineage_totals
+from hrm_agent.train import lineage_totals, ran_on_cpu
 
 
 def rate_from_run(run_dir: Path) -> float:
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     changed = 0
     for run in lineage:
-        on_cpu = str(run.get("device") or "cpu").startswith("cpu")
-        if on_cpu or run.get("cpu_minutes_equivalent") is not None:
+        if ran_on_cpu(run) or run.get("cpu_minutes_equivalent") is not None:
             continue
         run["cpu_seconds_per_step"] = round(seconds, 4)
         run["cpu_minutes_equivalent"] = round(int(run.get("steps") or 0) * seconds / 60, 3)

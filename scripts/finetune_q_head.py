@@ -29,19 +29,8 @@ import torch
 
 from hrm_agent.checkpoint import load_checkpoint, save_checkpoint
 from hrm_agent.qhead import finetune_q_head
-from hrm_agent.train import lineage_totals, parse_difficulty_mix
-from hrm_env.puzzles.tasks import PuzzleBatch, get_task
-
-
-def mixed_puzzles(task_name: str, mix_text: str, n: int, seed: int) -> PuzzleBatch:
-    """``n`` fresh training puzzles split over the tiers of ``mix_text`` by weight."""
-    task = get_task(task_name)
-    mix = parse_difficulty_mix(task, mix_text)
-    counts = [int(round(weight * n)) for _, weight in mix]
-    counts[-1] = n - sum(counts[:-1])
-    rng = np.random.default_rng([seed, 11])
-    parts = [task.sample(rng, k, tier) for (tier, _), k in zip(mix, counts, strict=True) if k]
-    return PuzzleBatch.concat(parts)
+from hrm_agent.train import lineage_totals, parse_difficulty_mix, sample_mix
+from hrm_env.puzzles.tasks import get_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     model, _, meta = load_checkpoint(args.checkpoint)
     task = meta.get("task") or parser.error(f"{args.checkpoint} names no task")
-    max_cycles = args.max_cycles or model.config.h_cycles * model.config.max_segments
-    mix = args.difficulty or get_task(task).default_difficulty
-    puzzles = mixed_puzzles(task, mix, args.puzzles, args.seed)
+    max_cycles = args.max_cycles or model.config.max_cycles
+    spec = get_task(task)
+    mix = args.difficulty or spec.default_difficulty
+    rng = np.random.default_rng([args.seed, 11])
+    puzzles = sample_mix(spec, parse_difficulty_mix(spec, mix), rng, args.puzzles)
     result = finetune_q_head(
         model, task, steps=args.steps, max_cycles=max_cycles, lr=args.lr, seed=args.seed,
         puzzles=puzzles, step_cost=args.step_cost,

@@ -180,12 +180,11 @@ class _Window:
 
 
 def model_cycle_limit(reasoner: Any, default: int = 16) -> int:
-    """The cycles a reasoner's model was trained to run (N x max_segments), else ``default``."""
+    """The cycles a reasoner's model was trained to run (its config's ``max_cycles``, N x
+    max_segments), else ``default``."""
     config = getattr(getattr(reasoner, "model", None), "config", None)
-    try:
-        return int(config.h_cycles) * int(config.max_segments)
-    except (AttributeError, TypeError, ValueError):
-        return default
+    limit = getattr(config, "max_cycles", None)
+    return default if limit is None else int(limit)
 
 
 def watch(

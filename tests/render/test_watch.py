@@ -102,7 +102,7 @@ def test_watch_runs_to_the_models_own_cycle_limit_by_default(tmp_path, capsys):
     from hrm_env.render.watch import model_cycle_limit
 
     reasoner = ScriptedReasoner("sudoku-mini", solve_at=None)
-    reasoner.model = SimpleNamespace(config=SimpleNamespace(h_cycles=1, max_segments=5))
+    reasoner.model = SimpleNamespace(config=SimpleNamespace(max_cycles=5))  # as HRMConfig
     assert model_cycle_limit(reasoner) == 5
     assert model_cycle_limit(ScriptedReasoner("sudoku-mini", solve_at=None)) == 16
     for limit, expected in ((None, 5), (3, 3)):
