@@ -7,7 +7,11 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", help="sudoku, sudoku-mini or maze")
-    parser.add_argument("--difficulty", default=None, help="puzzle tier (default: the task's)")
+    parser.add_argument(
+        "--difficulty",
+        default=None,
+        help="puzzle tier (default: hard for sudoku, else the task's default tier)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the puzzle draw")
     parser.add_argument(
         "--save", default=None, help="write the animation to FILE.gif or FILE.mp4 instead"

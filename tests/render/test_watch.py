@@ -109,3 +109,26 @@ def test_watch_runs_to_the_models_own_cycle_limit_by_default(tmp_path, capsys):
         assert watch("sudoku-mini", seed=0, save=tmp_path / "a.gif", episodes=1, fps=10,
                      reasoner=reasoner, max_cycles=limit) == 0  # fmt: skip
         assert f"after {expected} cycles" in capsys.readouterr().out
+
+
+def test_watch_shows_the_rated_sudoku_tier_unless_told(tmp_path, monkeypatch):
+    """9x9 Sudoku's task default is the benchmark tier (extreme); a watch with no tier draws
+    from `hard` instead, the hardest generated tier, and an explicit tier is kept as given."""
+    from hrm_env.puzzles.sudoku import tier_of
+
+    asked, envs = [], []
+    real_env = watch_module.ReasoningEnv
+
+    def recording_env(*args, **kwargs):
+        asked.append(kwargs["difficulty"])
+        envs.append(real_env(*args, **kwargs))
+        return envs[-1]
+
+    monkeypatch.setattr(watch_module, "ReasoningEnv", recording_env)
+    for tier in (None, "medium"):
+        assert watch("sudoku", difficulty=tier, seed=3, save=tmp_path / "a.gif", episodes=1,
+                     fps=10, reasoner=ScriptedReasoner("sudoku", solve_at=2)) == 0  # fmt: skip
+    assert asked == ["hard", "medium"]
+    # The puzzles drawn really are of those tiers (the rating is the solver's guess count).
+    assert [tier_of(int(env.unwrapped._rating)) for env in envs] == ["hard", "medium"]
+    assert watch_module.WATCH_DIFFICULTY.get("maze") is None  # other tasks keep their default
