@@ -29,6 +29,26 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _pooled(name: str, rows: list[dict]) -> dict:
+    """The row of several disjoint groups together: every figure weighted by group size."""
+    weights = np.array([row["n"] for row in rows], dtype=np.float64)
+    weights /= weights.sum()
+
+    def mix(values: list) -> np.ndarray:
+        return np.tensordot(weights, np.asarray(values, dtype=np.float64), axes=1)
+
+    keys = list(rows[0]["exact_at"])
+    exact = mix([[r["exact_at"][k] for k in keys] for r in rows]).tolist()
+    return {
+        "group": name,
+        "n": int(sum(row["n"] for row in rows)),
+        "exact_at": dict(zip(keys, exact, strict=True)),
+        "q_exact": float(mix([r["q_exact"] for r in rows])),
+        "q_mean_cycles": float(mix([r["q_mean_cycles"] for r in rows])),
+        "curve": mix([r["curve"] for r in rows]).tolist(),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task")
@@ -57,35 +77,44 @@ def main(argv: list[str] | None = None) -> None:
         batch = task.sample(rng, args.n, tier)
         groups: list[tuple[str, PuzzleBatch]] = [(tier, batch)]
         if args.buckets:
+            # Each puzzle is run once, in its bucket; the tier's row is their weighted sum.
             edges = [*_ints(args.buckets), np.iinfo(np.int32).max]
+            below = batch.ratings < edges[0]
+            groups = [(f"{tier} <{edges[0]}", batch[np.flatnonzero(below)])] if below.any() else []
             for lo, hi in zip(edges[:-1], edges[1:], strict=True):
                 keep = (batch.ratings >= lo) & (batch.ratings < hi)
                 if keep.any():
                     label = f"{lo}-{hi - 1}" if hi != edges[-1] else f">={lo}"
                     groups.append((f"{tier} {label}", batch[np.flatnonzero(keep)]))
+        tier_rows = []
         for name, group in groups:
             result = evaluate(model, task, group, max_segments=segments)
-            row = {
-                "group": name,
-                "n": len(group),
-                "exact_at": {str(k): float(result.exact_per_cycle[k - 1]) for k in limits},
-                "q_exact": result.q_exact_accuracy,
-                "q_mean_cycles": result.q_mean_cycles,
-                "curve": [float(v) for v in result.exact_per_cycle],
-            }
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+            tier_rows.append(
+                {
+                    "group": name,
+                    "n": len(group),
+                    "exact_at": {str(k): float(result.exact_per_cycle[k - 1]) for k in limits},
+                    "q_exact": result.q_exact_accuracy,
+                    "q_mean_cycles": result.q_mean_cycles,
+                    "curve": [float(v) for v in result.exact_per_cycle],
+                }
+            )
+            print(json.dumps({k: v for k, v in tier_rows[-1].items() if k != "curve"}), flush=True)
+        if len(tier_rows) > 1:
+            tier_rows.insert(0, _pooled(tier, tier_rows))
+        rows.extend(tier_rows)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(
         json.dumps({"task": task.name, "trained_cycles": trained, "rows": rows}, indent=1)
     )
     header = " | ".join(f"{k} cycles{' *' if k > trained else ''}" for k in limits)
-    print(f"\n| puzzles | n | {header} |")
-    print("| --- | ---: |" + " ---: |" * len(limits))
+    print(f"\n| puzzles | n | {header} | Q-halt, limit {max(limits)} (mean cycles) |")
+    print("| --- | ---: |" + " ---: |" * (len(limits) + 1))
     for row in rows:
         cells = " | ".join(f"{100 * row['exact_at'][str(k)]:.1f}%" for k in limits)
-        print(f"| {row['group']} | {row['n']} | {cells} |")
+        q = f"{100 * row['q_exact']:.1f}% ({row['q_mean_cycles']:.1f})"
+        print(f"| {row['group']} | {row['n']} | {cells} | {q} |")
     print(f"(* past the trained limit of {trained} cycles)")
 
     from matplotlib.figure import Figure

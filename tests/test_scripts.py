@@ -98,3 +98,16 @@ def test_maze_ties_counts_the_shortest_paths_of_a_room_and_a_corridor():
     assert maze_ties.count_shortest_paths(grid) == 1
     grid[6, 10] = maze.WALL
     assert maze_ties.count_shortest_paths(grid) == 0
+
+
+def test_scaling_pools_disjoint_buckets_by_their_sizes():
+    scaling = _script("scaling")
+    short = {"group": "a", "n": 3, "exact_at": {"16": 1.0, "32": 1.0}, "q_exact": 1.0,
+             "q_mean_cycles": 10.0, "curve": [0.0, 1.0]}  # fmt: skip
+    long = {"group": "b", "n": 1, "exact_at": {"16": 0.0, "32": 1.0}, "q_exact": 0.0,
+            "q_mean_cycles": 30.0, "curve": [0.0, 0.0]}  # fmt: skip
+    pooled = scaling._pooled("hard", [short, long])
+    assert pooled["group"] == "hard" and pooled["n"] == 4
+    assert pooled["exact_at"] == {"16": 0.75, "32": 1.0}
+    assert pooled["q_exact"] == 0.75 and pooled["q_mean_cycles"] == 15.0
+    assert pooled["curve"] == [0.0, 0.75]
