@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +112,30 @@ def test_scaling_pools_disjoint_buckets_by_their_sizes():
     assert pooled["exact_at"] == {"16": 0.75, "32": 1.0}
     assert pooled["q_exact"] == 0.75 and pooled["q_mean_cycles"] == 15.0
     assert pooled["curve"] == [0.0, 0.75]
+
+
+def test_maze_errors_sorts_wrong_answers_by_extra_and_missing_cells():
+    from hrm_env.puzzles import maze
+
+    classify = _script("maze_errors").classify
+    # A 3x6 room, S top-left, G bottom-right, and an alcove above S on no shortest path.
+    grid = np.full((maze.SIDE, maze.SIDE), maze.WALL, dtype=np.uint8)
+    grid[5:8, 5:11] = maze.OPEN
+    grid[4, 5] = maze.OPEN
+    grid[5, 5], grid[7, 10] = maze.START, maze.GOAL
+    q = grid.reshape(-1)
+
+    def answer(cells):
+        a = q.copy()
+        a[[r * maze.SIDE + c for r, c in cells]] = maze.PATH
+        return a
+
+    top = [(5, c) for c in range(6, 11)] + [(6, 10)]
+    bottom = [(6, 5), (7, 5)] + [(7, c) for c in range(6, 10)]
+    assert classify(q, answer(top)) == ("correct", 0, 0)
+    assert classify(q, answer(top + [(4, 5)])) == (
+        "holds a shortest path, plus cells on no shortest path", 1, 0)  # fmt: skip
+    assert classify(q, answer(top + bottom[:2])) == ("holds a shortest path, plus tied cells", 0, 0)
+    assert classify(q, answer(top[:-1])) == ("no whole shortest path", 0, 1)
+    assert classify(q, answer(top[:-2] + [(4, 5)])) == (
+        "no whole shortest path, plus cells on no shortest path", 1, 2)  # fmt: skip

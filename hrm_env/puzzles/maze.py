@@ -51,6 +51,7 @@ __all__ = [
     "load",
     "validate",
     "shortest_path_length",
+    "shortest_path_cells",
     "solve",
     "solve_batch",
     "closest_shortest_paths",
@@ -253,6 +254,34 @@ def shortest_path_length(question: np.ndarray | str) -> int:
             f"a maze needs exactly one start 'S' and one goal 'G', found {n_start} S and {n_goal} G"
         )
     return int(_kernels().shortest_lengths(grid[None])[0])
+
+
+def shortest_path_cells(question: np.ndarray | str) -> np.ndarray:
+    """The cells that lie on at least one shortest path from S to G (S and G included).
+
+    A correct answer marks exactly one such path; a cell outside this set is on no shortest
+    path at all, whatever the tie-break.
+
+    Returns:
+        (S,) bool; all False when G cannot be reached.
+
+    Raises:
+        ValueError: if the grid is malformed or does not hold exactly one S and one G.
+    """
+    grid = _as_grid(question, "maze")
+    shortest_path_length(grid)  # validates S and G
+    k = _kernels()
+    passable, dist, queue = k._scratch()
+    k._mark_passable(grid, passable)
+    s, g, _, _ = k.endpoints(grid)
+    k.bfs(passable, s, dist, queue)
+    from_s = dist[k.TO_PAD].copy()
+    k.bfs(passable, g, dist, queue)
+    from_g = dist[k.TO_PAD]
+    length = from_s[int(np.flatnonzero(grid == GOAL)[0])]
+    if length < 0:
+        return np.zeros(SEQ_LEN, dtype=bool)
+    return (from_s >= 0) & (from_g >= 0) & (from_s + from_g == length)
 
 
 def solve(question: np.ndarray | str) -> np.ndarray:

@@ -219,6 +219,25 @@ def test_closest_shortest_path_is_valid_and_beats_every_frame_of_the_solver(
     np.testing.assert_array_equal(maze.closest_shortest_paths(m.questions, own)[0], m.answers)
 
 
+def test_shortest_path_cells_is_the_rectangle_between_corners_of_a_room() -> None:
+    q, a, b = _detour_room()
+    cells = maze.shortest_path_cells(q)
+    # In an open room every cell of the rectangle spanned by S and G is on some shortest path;
+    # both routes lie inside it.
+    room_cells = {idx(r, c) for r in range(5, 8) for c in range(5, 11)}
+    assert set(np.flatnonzero(cells).tolist()) == room_cells
+    for route in (a, b):
+        assert cells[[idx(r, c) for r, c in route]].all()
+    # Wall off the lower row: only the top route's cells (and the column down to G) are left.
+    walled = q.copy()
+    walled[[idx(7, c) for c in range(5, 10)]] = maze.WALL
+    walled[[idx(6, c) for c in range(5, 10)]] = maze.WALL
+    top = {idx(5, 5), idx(7, 10), *(idx(r, c) for r, c in a)}
+    assert set(np.flatnonzero(maze.shortest_path_cells(walled)).tolist()) == top
+    blocked = maze.parse(_with(_OPEN_ROOM, p0_0=START, p10_10=GOAL))
+    assert not maze.shortest_path_cells(blocked).any()
+
+
 def test_closest_shortest_path_rejects_bad_scores_and_reports_unsolvable() -> None:
     q, _, _ = _detour_room()
     with pytest.raises(ValueError, match="scores must have the questions' shape"):
