@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(args.title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
