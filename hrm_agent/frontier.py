@@ -46,7 +46,7 @@ from hrm_agent.policies import (
     StablePolicy,
     evaluate_policy,
 )
-from hrm_env.envs.reasoner import Reasoner
+from hrm_env.envs.reasoner import Reasoner, model_cycle_limit
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = [
@@ -509,10 +509,9 @@ def load_or_record(
     return recording
 
 
-def model_max_cycles(reasoner: Reasoner, default: int = 16) -> int:
-    """The cycle limit the model was trained for (N x max_segments), else ``default``."""
-    config = getattr(getattr(reasoner, "model", None), "config", None)
-    return int(config.max_cycles) if config is not None else default
+#: The cycle limit the model was trained for (N x max_segments), else a default of 16; the
+#: name ``examples/sb3_halting.py`` imports.
+model_max_cycles = model_cycle_limit
 
 
 def _same_backbone(a: Any, b: Any) -> bool:

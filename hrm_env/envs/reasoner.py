@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["CycleOutput", "Reasoner", "ScriptedReasoner", "ScriptedState"]
+__all__ = ["CycleOutput", "Reasoner", "ScriptedReasoner", "ScriptedState", "model_cycle_limit"]
 
 
 class CycleOutput(NamedTuple):
@@ -61,6 +61,14 @@ class Reasoner(Protocol):
     def cycle(self, state: Any) -> tuple[Any, CycleOutput]:
         """Run one high-level cycle for every row, then read out answer, Q values and latent."""
         ...
+
+
+def model_cycle_limit(reasoner: Any, default: int = 16) -> int:
+    """The cycles a reasoner's model was trained to run (its config's ``max_cycles``, N x
+    max_segments), else ``default`` (a reasoner without a model config, e.g. a script)."""
+    config = getattr(getattr(reasoner, "model", None), "config", None)
+    limit = getattr(config, "max_cycles", None)
+    return default if limit is None else int(limit)
 
 
 # A script entry is either a fixed array replayed by cycle number, or a function of the

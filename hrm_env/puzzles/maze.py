@@ -246,6 +246,12 @@ def shortest_path_length(question: np.ndarray | str) -> int:
     Raises:
         ValueError: if the grid is malformed or does not hold exactly one S and one G.
     """
+    grid = _with_one_start_and_goal(question)
+    return int(_kernels().shortest_lengths(grid[None])[0])
+
+
+def _with_one_start_and_goal(question: np.ndarray | str) -> np.ndarray:
+    """The question as a grid, checked to hold exactly one S and one G."""
     grid = _as_grid(question, "maze")
     n_start = int(np.count_nonzero(grid == START))
     n_goal = int(np.count_nonzero(grid == GOAL))
@@ -253,7 +259,7 @@ def shortest_path_length(question: np.ndarray | str) -> int:
         raise ValueError(
             f"a maze needs exactly one start 'S' and one goal 'G', found {n_start} S and {n_goal} G"
         )
-    return int(_kernels().shortest_lengths(grid[None])[0])
+    return grid
 
 
 def shortest_path_cells(question: np.ndarray | str) -> np.ndarray:
@@ -268,8 +274,7 @@ def shortest_path_cells(question: np.ndarray | str) -> np.ndarray:
     Raises:
         ValueError: if the grid is malformed or does not hold exactly one S and one G.
     """
-    grid = _as_grid(question, "maze")
-    shortest_path_length(grid)  # validates S and G
+    grid = _with_one_start_and_goal(question)
     k = _kernels()
     passable, dist, queue = k._scratch()
     k._mark_passable(grid, passable)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hrm_env.envs.reasoner import model_cycle_limit
 from hrm_env.envs.reasoning import CONTINUE, HALT, ReasoningEnv, load_reasoner
 
 __all__ = ["watch", "has_display", "write_animation", "q_head_action"]
@@ -183,14 +184,6 @@ class _Window:
 
     def close(self) -> None:
         self.pygame.display.quit()
-
-
-def model_cycle_limit(reasoner: Any, default: int = 16) -> int:
-    """The cycles a reasoner's model was trained to run (its config's ``max_cycles``, N x
-    max_segments), else ``default``."""
-    config = getattr(getattr(reasoner, "model", None), "config", None)
-    limit = getattr(config, "max_cycles", None)
-    return default if limit is None else int(limit)
 
 
 def watch(

@@ -229,11 +229,11 @@ def test_shortest_path_cells_is_the_rectangle_between_corners_of_a_room() -> Non
     for route in (a, b):
         assert cells[[idx(r, c) for r, c in route]].all()
     # Wall off the lower row: only the top route's cells (and the column down to G) are left.
-    walled = q.copy()
-    walled[[idx(7, c) for c in range(5, 10)]] = maze.WALL
-    walled[[idx(6, c) for c in range(5, 10)]] = maze.WALL
+    lower_walled = q.copy()
+    lower_walled[[idx(7, c) for c in range(5, 10)]] = maze.WALL
+    lower_walled[[idx(6, c) for c in range(5, 10)]] = maze.WALL
     top = {idx(5, 5), idx(7, 10), *(idx(r, c) for r, c in a)}
-    assert set(np.flatnonzero(maze.shortest_path_cells(walled)).tolist()) == top
+    assert set(np.flatnonzero(maze.shortest_path_cells(lower_walled)).tolist()) == top
     blocked = maze.parse(_with(_OPEN_ROOM, p0_0=START, p10_10=GOAL))
     assert not maze.shortest_path_cells(blocked).any()
 
