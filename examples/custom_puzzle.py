@@ -3,7 +3,8 @@
 The puzzle is validated (a malformed one raises ``ValueError`` saying what is wrong), its
 solution is computed by the solver so the env can score the answer, and the model thinks about
 it cycle by cycle. Here it runs to its own halting decision and prints the answer after each
-cycle, cells that changed marked with ``*``.
+cycle, cells that changed marked with ``*``. With no argument it draws a fresh ``hard`` puzzle
+(the tier the envs default to) and passes it in as the 81-character string you would give.
 
     python examples/custom_puzzle.py
     python examples/custom_puzzle.py "4.....8.5.3..........7......2.....6.....8.4......1.......6.3.7.5..2.....1.4......"
@@ -12,11 +13,12 @@ cycle, cells that changed marked with ``*``.
 import sys
 
 import gymnasium as gym
+import numpy as np
 
 import hrm_env  # noqa: F401
-
-# Arto Inkala's "world's hardest Sudoku" (2012); any 81-character string works, '.' or 0 blank.
-PUZZLE = "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4.."
+from hrm_env.envs.defaults import default_tier
+from hrm_env.puzzles import sudoku
+from hrm_env.puzzles.tasks import get_task
 
 
 def show(grid, previous=None) -> str:
@@ -35,8 +37,13 @@ def show(grid, previous=None) -> str:
     return "\n".join(rows)
 
 
-puzzle = sys.argv[1] if len(sys.argv) > 1 else PUZZLE
-env = gym.make("HRM-Sudoku-v0", max_cycles=16)
+if len(sys.argv) > 1:
+    puzzle = sys.argv[1]  # any 81 characters, '.' or 0 for a blank
+else:
+    drawn = get_task("sudoku").sample(np.random.default_rng(), 1, default_tier("sudoku"))
+    puzzle = sudoku.format(drawn.inputs[0])
+    print(f"a fresh {default_tier('sudoku')} puzzle: {puzzle}")
+env = gym.make("HRM-Sudoku-v0")  # the model's own cycle limit
 try:
     obs, info = env.reset(options={"puzzle": puzzle})
 except ValueError as err:

@@ -1,7 +1,7 @@
 """Record episodes to MP4 with Gymnasium's ``RecordVideo`` wrapper (needs moviepy).
 
 Any Gymnasium tooling works on the halting env; here every episode of the model's own Q-head
-halting is recorded into ``videos/``.
+halting is recorded into ``videos/``, on puzzles drawn at random from the envs' default tier.
 
     python examples/record_video.py --episodes 2 --folder videos
 """
@@ -17,12 +17,15 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--env", default="HRM-Sudoku-v0")
 parser.add_argument("--episodes", type=int, default=2)
 parser.add_argument("--folder", default="videos")
+parser.add_argument(
+    "--seed", type=int, default=None, help="seed of the first draw (default: random)"
+)
 args = parser.parse_args()
 
 env = gym.make(args.env, render_mode="rgb_array")
 env = RecordVideo(env, args.folder, episode_trigger=lambda episode: True, name_prefix="hrm")
 for episode in range(args.episodes):
-    obs, info = env.reset(seed=episode)
+    obs, info = env.reset(seed=args.seed if episode == 0 else None)
     done = False
     while not done:
         q_halt, q_continue = obs["q"]

@@ -37,6 +37,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 from hrm_agent.frontier import load_or_record, model_max_cycles
 from hrm_agent.policies import QHeadPolicy, SB3Policy, evaluate_policy, write_puzzle_csv
+from hrm_env.envs.defaults import default_tier
 from hrm_env.envs.reasoner import Reasoner
 from hrm_env.envs.sb3 import HRMVecEnv
 from hrm_env.puzzles.tasks import get_task
@@ -75,9 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", default="sudoku", help="sudoku, maze or sudoku-mini")
     p.add_argument("--latent", action="store_true", help="observe the pooled z_H too")
     p.add_argument("--difficulty", default=None,
-                   help="tier of the training puzzles (default: the task's)")  # fmt: skip
+                   help="tier of the training and held-out puzzles (default: the envs' "
+                   "default, the hardest tier the shipped model is rated on)")  # fmt: skip
     p.add_argument("--data", default=None,
-                   help="held-out puzzle file (CSV/.txt; default: the task's test set)")  # fmt: skip
+                   help="held-out puzzle file (CSV/.txt; default: fresh puzzles of the tier, "
+                   "drawn apart from the training ones)")  # fmt: skip
     p.add_argument("--timesteps", type=int, default=100_000, help="env steps to train")
     p.add_argument("--n-envs", type=int, default=16, help="rows of the batched env")
     p.add_argument("--step-cost", type=float, default=0.01, help="cost of each continue")
@@ -166,9 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         args.max_cycles = model_max_cycles(reasoner)
     env_kwargs = {"step_cost": args.step_cost, "max_cycles": args.max_cycles, "latent": args.latent}
 
-    # Held-out puzzles (the task's test set or --data), recorded once for EvalCallback and the
-    # final table.
-    heldout = (spec.load(args.data) if args.data else spec.test_set())[: args.eval_puzzles]
+    if args.difficulty is None:
+        args.difficulty = default_tier(spec.name)
+    # Held-out puzzles (--data, or fresh ones of the tier from a stream apart from the training
+    # draws), recorded once for EvalCallback and the final table.
+    if args.data:
+        heldout = spec.load(args.data)[: args.eval_puzzles]
+    else:
+        heldout = spec.sample(
+            np.random.default_rng([args.seed, 11]), args.eval_puzzles, args.difficulty
+        )
     heldout_model = load_or_record(out / "heldout_cycles.npz", reasoner, heldout,
                                    args.max_cycles, source="held-out")  # fmt: skip
     heldout_csv = write_puzzle_csv(spec, heldout, out / "heldout.csv")

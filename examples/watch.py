@@ -4,6 +4,9 @@ This is the adaptive-computation rule of HRM at inference: after every high-leve
 Q head scores "halt" against "continue", and the model stops once halt wins (or at the cycle
 limit). ``hrm watch sudoku`` does the same from the command line.
 
+Puzzles are drawn at random from the envs' default tier (``hard``, the hardest the shipped
+model is rated on) and run to the model's own cycle limit.
+
     python examples/watch.py                       # a window (or a GIF when there is no display)
     python examples/watch.py maze --save maze.gif  # write an animation instead
 """
@@ -20,7 +23,7 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("task", nargs="?", default="sudoku", choices=["sudoku", "maze"])
 parser.add_argument("--save", default=None, help="write FILE.gif or FILE.mp4 instead of a window")
 parser.add_argument("--puzzles", type=int, default=3)
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seed", type=int, default=None, help="seed of the draws (default: random)")
 args = parser.parse_args()
 if args.save is None and not has_display():
     args.save = f"watch-{args.task}.gif"

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from hrm_env.envs.defaults import cycle_limit, default_tier
 from hrm_env.envs.reasoner import CycleOutput, Reasoner
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
@@ -168,7 +169,7 @@ def check_arguments(
     render_modes: list[str],
     reward: str,
     step_cost: float,
-    max_cycles: int,
+    max_cycles: int | None,
     difficulty: str | None,
     dataset: str | os.PathLike[str] | None,
     reasoner: Any,
@@ -177,7 +178,9 @@ def check_arguments(
     """Validate the constructor arguments shared by the single and the batched env.
 
     Returns:
-        the difficulty tier to draw from (None with a dataset) and the dataset's puzzles.
+        the difficulty tier to draw from (None with a dataset; with neither, the table's
+        tier for the task, :data:`hrm_env.envs.defaults.DEFAULT_TIERS`) and the dataset's
+        puzzles.
 
     Raises:
         ValueError: naming the bad argument; FileNotFoundError for a missing file.
@@ -194,8 +197,15 @@ def check_arguments(
         and step_cost >= 0
     ):
         raise ValueError(f"step_cost must be a finite number >= 0, got {step_cost!r}")
-    if not (isinstance(max_cycles, (int, np.integer)) and max_cycles >= 1):
-        raise ValueError(f"max_cycles must be an integer >= 1, got {max_cycles!r}")
+    if max_cycles is not None and not (
+        isinstance(max_cycles, (int, np.integer))
+        and not isinstance(max_cycles, bool)
+        and max_cycles >= 1
+    ):
+        raise ValueError(
+            f"max_cycles must be an integer >= 1 (or None: the model's own limit), got "
+            f"{max_cycles!r}"
+        )
     if dataset is not None and difficulty is not None:
         raise ValueError("give either dataset or difficulty, not both")
     if reasoner is not None and checkpoint is not None:
@@ -205,6 +215,8 @@ def check_arguments(
     if reasoner is not None:
         check_reasoner(reasoner, task)
     if dataset is None:
+        if difficulty is None:
+            difficulty = default_tier(task.name)
         return task.check_difficulty(difficulty), None
     puzzles = task.load(dataset)
     if len(puzzles) == 0:
@@ -339,9 +351,12 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``render_mode``: None, ``"human"`` (pygame window) or ``"rgb_array"``.
     - ``reward``: ``"exact"`` (default) or ``"cells"``.
     - ``step_cost``: cost of each continue, >= 0 (default 0.01).
-    - ``max_cycles``: cycles after which the env halts by itself, >= 1 (default 16).
+    - ``max_cycles``: cycles after which the env halts by itself, >= 1 (default: the
+      model's own limit, N x max_segments from its checkpoint: 64 for the shipped 9x9
+      Sudoku model; 16 for a reasoner that does not say).
     - ``difficulty``: puzzle tier (Sudoku ``easy|medium|hard|extreme``, maze
-      ``easy|medium|hard``); default the task's default tier.
+      ``easy|medium|hard``); default ``hard``, the hardest tier the shipped model is rated
+      on (one table: ``hrm_env.envs.defaults.DEFAULT_TIERS``); ``extreme`` is the benchmark.
     - ``dataset``: a puzzle file (CSV as Sudoku-Extreme / Maze-Hard, or Sudoku ``.txt``) to
       draw puzzles from instead of the generator.
     - ``checkpoint``: path stem of a checkpoint to load instead of the shipped one.
@@ -377,7 +392,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         render_mode: str | None = None,
         reward: str = "exact",
         step_cost: float = 0.01,
-        max_cycles: int = 16,
+        max_cycles: int | None = None,
         difficulty: str | None = None,
         dataset: str | os.PathLike[str] | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
@@ -393,7 +408,11 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.render_mode = render_mode
         self.reward_mode = reward
         self.step_cost = float(step_cost)
-        self.max_cycles = int(max_cycles)
+        self.max_cycles = (
+            cycle_limit(self.task.name, reasoner, checkpoint)
+            if max_cycles is None
+            else int(max_cycles)
+        )
         self.checkpoint = checkpoint
         self.device = device
         if reasoner is None and latent:

@@ -22,6 +22,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from hrm_env.envs.defaults import cycle_limit
 from hrm_env.envs.reasoner import CycleOutput, Reasoner
 from hrm_env.envs.reasoning import (
     CONTINUE,
@@ -91,7 +92,7 @@ class ReasoningVectorEnv(VectorEnv):
         render_mode: str | None = None,
         reward: str = "exact",
         step_cost: float = 0.01,
-        max_cycles: int = 16,
+        max_cycles: int | None = None,
         difficulty: str | None = None,
         dataset: str | os.PathLike[str] | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
@@ -110,7 +111,11 @@ class ReasoningVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.reward_mode = reward
         self.step_cost = float(step_cost)
-        self.max_cycles = int(max_cycles)
+        self.max_cycles = (
+            cycle_limit(self.task.name, reasoner, checkpoint)
+            if max_cycles is None
+            else int(max_cycles)
+        )
         self.checkpoint = checkpoint
         self.device = device
         if reasoner is None and latent:

@@ -24,12 +24,6 @@ from hrm_env.envs.reasoning import CONTINUE, HALT, ReasoningEnv, load_reasoner
 __all__ = ["watch", "has_display", "write_animation", "q_head_action"]
 
 DEFAULT_FPS = 4.0
-#: The tier ``watch`` draws from when none is given, where it differs from the task's default.
-#: 9x9 Sudoku's default, ``extreme``, is the benchmark tier (augmented puzzles of the training
-#: bank that need 40 or more guesses); the shipped model solves about 5% of the bundled ones, so
-#: a demo with no flags shows the hardest generated tier instead, the one the model is rated on.
-#: ``difficulty="extreme"`` still shows the benchmark.
-WATCH_DIFFICULTY = {"sudoku": "hard"}
 HOLD_SECONDS = 1.5  # how long the committed answer stays on screen before the next puzzle
 FORMATS = (".gif", ".mp4")
 
@@ -204,8 +198,8 @@ def watch(
 
     Args:
         task: ``"sudoku"``, ``"sudoku-mini"`` or ``"maze"``.
-        difficulty: puzzle tier (default: :data:`WATCH_DIFFICULTY` for the task if listed
-            there, else the task's default).
+        difficulty: puzzle tier (default: the envs' default,
+            :data:`hrm_env.envs.defaults.DEFAULT_TIERS`).
         seed: seed of the first puzzle draw (later puzzles follow from it).
         save: write the animation to this .gif or .mp4 instead of opening a window.
         episodes: puzzles to play; default 1 when saving, until quit in a window.
@@ -239,8 +233,6 @@ def watch(
     if episodes is None and not interactive:
         episodes = 1
 
-    if difficulty is None:
-        difficulty = WATCH_DIFFICULTY.get(task)
     if reasoner is None:
         reasoner = load_reasoner(task, checkpoint, device)
     if max_cycles is None:

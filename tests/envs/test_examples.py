@@ -59,6 +59,13 @@ def test_record_video_example(tiny_shipped_model, monkeypatch, tmp_path):
 def test_custom_puzzle_example(tiny_shipped_model, monkeypatch, tmp_path, capsys):
     run_example("custom_puzzle.py", [], monkeypatch, tmp_path)
     out = capsys.readouterr().out
-    assert out.startswith("puzzle:\n8 ") and "cycle 1:" in out
+    # With no argument: a fresh hard puzzle, shown as the string a user would pass, then solved.
+    first, rest = out.split("\n", 1)
+    drawn = first.removeprefix("a fresh hard puzzle: ")
+    assert first.startswith("a fresh hard puzzle: ") and len(drawn) == 81
+    assert rest.startswith(f"puzzle:\n{drawn[0]} ") and "cycle 1:" in out
+    given = "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4.."
+    run_example("custom_puzzle.py", [given], monkeypatch, tmp_path)
+    assert capsys.readouterr().out.startswith("puzzle:\n8 ")
     with pytest.raises(SystemExit, match="not a valid puzzle"):
         run_example("custom_puzzle.py", ["12345"], monkeypatch, tmp_path)

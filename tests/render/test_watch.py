@@ -128,7 +128,7 @@ def test_watch_shows_the_rated_sudoku_tier_unless_told(tmp_path, monkeypatch):
     for tier in (None, "medium"):
         assert watch("sudoku", difficulty=tier, seed=3, save=tmp_path / "a.gif", episodes=1,
                      fps=10, reasoner=ScriptedReasoner("sudoku", solve_at=2)) == 0  # fmt: skip
-    assert asked == ["hard", "medium"]
+    assert asked == [None, "medium"]  # watch leaves the choice to the envs' table
+    assert [env.unwrapped.difficulty for env in envs] == ["hard", "medium"]
     # The puzzles drawn really are of those tiers (the rating is the solver's guess count).
     assert [tier_of(int(env.unwrapped._rating)) for env in envs] == ["hard", "medium"]
-    assert watch_module.WATCH_DIFFICULTY.get("maze") is None  # other tasks keep their default
