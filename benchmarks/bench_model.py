@@ -83,7 +83,7 @@ def cycle_timer(model: HRM, batch: int, device: torch.device) -> Callable[[], No
     def step() -> None:
         with torch.inference_mode():
             state["carry"] = model.cycle(state["carry"], x)
-            model.readout(state["carry"])
+            model.readout(state["carry"], tokens)
 
     return step
 

@@ -217,7 +217,11 @@ def _residual(new: torch.Tensor, old: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def cycle_traces(
-    model: HRM, carry: Carry, x: torch.Tensor, l_steps: int | None = None
+    model: HRM,
+    carry: Carry,
+    x: torch.Tensor,
+    l_steps: int | None = None,
+    tokens: torch.Tensor | None = None,
 ) -> tuple[Carry, CycleTrace]:
     """Run one high-level cycle step by step and record what each update did.
 
@@ -231,6 +235,7 @@ def cycle_traces(
         x: (B, L, D) embedded puzzles (``model.embed(tokens)``).
         l_steps: low-level steps in this cycle (default ``config.l_cycles``, as trained); more
             shows whether z_L keeps converging towards a fixed point within a cycle.
+        tokens: (B, S) the puzzles, needed only by a model with an output mask.
 
     Returns:
         The carry after the cycle and its :class:`CycleTrace`.
@@ -238,12 +243,16 @@ def cycle_traces(
     Raises:
         ValueError: for ``l_steps < 1``.
     """
-    carry, trace, _ = _trace_cycle(model, carry, x, l_steps)
+    carry, trace, _ = _trace_cycle(model, carry, x, l_steps, tokens)
     return carry, trace
 
 
 def _trace_cycle(
-    model: HRM, carry: Carry, x: torch.Tensor, l_steps: int | None
+    model: HRM,
+    carry: Carry,
+    x: torch.Tensor,
+    l_steps: int | None,
+    tokens: torch.Tensor | None = None,
 ) -> tuple[Carry, CycleTrace, Outputs]:
     """:func:`cycle_traces`, also returning the readout it made (the model's Outputs)."""
     T = model.config.l_cycles if l_steps is None else int(l_steps)
@@ -261,7 +270,7 @@ def _trace_cycle(
         before = carry.z_H
         carry = model.update_H(carry)
         abs_H, rel_H = _residual(carry.z_H, before)
-        out = model.readout(carry)
+        out = model.readout(carry, tokens)
         pooled_H = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D)
 
     def np32(t: torch.Tensor) -> np.ndarray:
@@ -322,8 +331,10 @@ class TracingReasoner(TorchReasoner):
         """The same model, task and device as ``reasoner``, now traced."""
         return cls(reasoner.model, reasoner.task)
 
-    def _advance(self, carry: Carry, x: torch.Tensor) -> tuple[Carry, Outputs]:
-        carry, self.last_trace, out = _trace_cycle(self.model, carry, x, None)
+    def _advance(
+        self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None
+    ) -> tuple[Carry, Outputs]:
+        carry, self.last_trace, out = _trace_cycle(self.model, carry, x, None, tokens)
         return carry, out
 
     def panel_values(self, row: int = 0) -> dict[str, float]:
@@ -461,7 +472,7 @@ def trace_episodes(
             pooled_H[lo:hi, 0] = carry.z_H[:, 1:].float().mean(dim=1).cpu().numpy()
             pooled_L[lo:hi, 0] = carry.z_L[:, 1:].float().mean(dim=1).cpu().numpy()
             for c in range(C):
-                carry, tr = cycle_traces(model, carry, x, T)
+                carry, tr = cycle_traces(model, carry, x, T, tokens)
                 res_H[lo:hi, c], abs_H[lo:hi, c] = tr.res_H, tr.abs_H
                 res_L[lo:hi, c], abs_L[lo:hi, c] = tr.res_L, tr.abs_L
                 q_halt[lo:hi, c], q_cont[lo:hi, c] = tr.q_halt, tr.q_continue

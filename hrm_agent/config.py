@@ -28,6 +28,7 @@ GRADIENT_MODES = ("one-step", "last-cycle")
 MIXERS = ("attention", "mlp", "candidates", "conv")
 LOSSES = ("stablemax", "softmax")
 COMPUTE_DTYPES = ("bfloat16", "float32")
+CONV_MIXES = ("depthwise", "full")
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -86,6 +87,14 @@ class HRMConfig:
     conv_dilations: str = "1"
     """``conv`` only: comma-separated dilations, cycled over the blocks of each level (e.g.
     ``1,2,4,8`` widens a block's reach to 2 * 8 + 1 cells)."""
+    conv_mix: str = "depthwise"
+    """``conv`` only: ``depthwise`` (each channel mixes with the same channel of its
+    neighbours; the block's SwiGLU mixes channels) or ``full`` (a channel-mixing k x k
+    convolution, as DeepThinking's recurrent nets; d^2 k^2 weights per block)."""
+    zero_init_residual: bool = False
+    """Start the last map of every residual branch (the mixer's output, the SwiGLU's down
+    projection) at zero, so each block starts as the identity on its normalised input and a
+    deep recurrence starts stable."""
     loss: str = "stablemax"
     """Cell loss: ``stablemax`` (the paper's choice for small-sample training) or ``softmax``."""
     ema: float = 0.0
@@ -97,6 +106,18 @@ class HRMConfig:
     q_bias_init: float = -5.0
     """Initial bias of both Q-head logits; the paper starts Q near 0 probability for faster
     bootstrapping (the Q-head weight starts at zero)."""
+    output_choices: tuple[tuple[int, ...], ...] | None = None
+    """The output mask: for each input token value v, the output tokens a cell whose input is
+    v may take (``vocab_size`` entries), e.g. for a maze: a wall, S or G only itself, an open
+    cell open or path. The LM head's other logits are set far below any score, and the loss
+    is averaged over the cells that have a choice, so the whole signal is the decision that
+    can be wrong. None: every cell may take every token (the paper's head)."""
+    aux_target: str | None = None
+    """An auxiliary per-cell target the model also predicts, from z_H of the cells, during
+    training only (the task's ``aux_targets``, e.g. ``distance3`` for a maze: moves to G mod
+    3), or None. It adds a small head and a loss; answers and halting never read it."""
+    aux_classes: int = 0
+    """Classes of ``aux_target`` (0 without one)."""
     compute_dtype: str = "bfloat16"
     """Autocast dtype for the blocks when the model is on CUDA (``float32`` disables
     autocast). CPU always computes in float32; the carry is float32 everywhere."""
@@ -140,6 +161,7 @@ class HRMConfig:
             "mixer": MIXERS,
             "loss": LOSSES,
             "compute_dtype": COMPUTE_DTYPES,
+            "conv_mix": CONV_MIXES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -164,10 +186,46 @@ class HRMConfig:
                 raise ValueError(f"HRMConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"HRMConfig.ema must lie in [0, 1) (0 = off), got {self.ema!r}")
+        if not isinstance(self.zero_init_residual, bool):
+            raise ValueError(
+                f"HRMConfig.zero_init_residual must be a bool, got {self.zero_init_residual!r}"
+            )
+        if self.output_choices is not None:
+            self._check_output_choices()
+        if (self.aux_target is None) != (self.aux_classes == 0):
+            raise ValueError(
+                "HRMConfig.aux_target and aux_classes go together: a target name with >= 2 "
+                f"classes, or None with 0; got {self.aux_target!r} with {self.aux_classes!r}"
+            )
+        if self.aux_target is not None and (
+            not isinstance(self.aux_classes, int) or self.aux_classes < 2
+        ):
+            raise ValueError(f"HRMConfig.aux_classes must be >= 2, got {self.aux_classes!r}")
         if not 0.0 <= self.halt_exploration <= 1.0:
             raise ValueError(
                 f"HRMConfig.halt_exploration must lie in [0, 1], got {self.halt_exploration!r}"
             )
+
+    def _check_output_choices(self) -> None:
+        choices = self.output_choices
+        if not isinstance(choices, tuple) or len(choices) != self.vocab_size:
+            raise ValueError(
+                f"HRMConfig.output_choices must hold one tuple of tokens per input token "
+                f"({self.vocab_size}), got {choices!r}"
+            )
+        if self.mixer == "candidates":
+            raise ValueError("HRMConfig.output_choices does not apply to the candidate grid")
+        for value, allowed in enumerate(choices):
+            if (
+                not isinstance(allowed, tuple)
+                or not allowed
+                or any(isinstance(t, bool) or not isinstance(t, int) for t in allowed)
+                or not all(0 <= t < self.vocab_size for t in allowed)
+            ):
+                raise ValueError(
+                    f"HRMConfig.output_choices[{value}] must be a non-empty tuple of tokens in "
+                    f"[0, {self.vocab_size}), got {allowed!r}"
+                )
 
     def _check_grid(self) -> None:
         try:
@@ -231,6 +289,11 @@ class HRMConfig:
         return values
 
     @property
+    def _conv_inputs(self) -> int:
+        """Input channels each output channel of the conv mixer reads per neighbour."""
+        return self.hidden_size if self.conv_mix == "full" else 1
+
+    @property
     def head_dim(self) -> int:
         """Size of one attention head, D / heads."""
         return self.hidden_size // self.num_heads
@@ -270,8 +333,8 @@ class HRMConfig:
             mixer = 3 * n * self.mixer_width  # gate+up (n -> 2w) and down (w -> n)
         elif self.mixer == "candidates":
             mixer = 4 * self.slot_size**2  # cell, line (row and column), box, prefix maps
-        else:
-            mixer = d * self.conv_kernel**2 + d * d  # depthwise kernel + prefix summary map
+        else:  # depthwise or full kernel, + the prefix summary map
+            mixer = self._conv_inputs * d * self.conv_kernel**2 + d * d
         block = mixer + 3 * self.slot_size * self.mlp_width
         if self.mixer == "candidates":
             # Three input kinds per slot (this digit given / another given / blank) and a
@@ -285,7 +348,7 @@ class HRMConfig:
                 + d * 2
                 + 2  # Q head
             )
-        return block * (self.h_layers + self.l_layers) + io
+        return block * (self.h_layers + self.l_layers) + io + d * self.aux_classes
 
     @property
     def flops_per_cycle(self) -> int:
@@ -304,7 +367,7 @@ class HRMConfig:
             tables += 2 * self.seq_len * 3 * self.grid_side * d
             mixer = 2 * summaries * self.slot_size**2 + tables
         else:
-            mixer = 2 * n * d * self.conv_kernel**2 + 2 * d * d
+            mixer = 2 * n * self._conv_inputs * d * self.conv_kernel**2 + 2 * d * d
         block = mixer + 2 * n * 3 * d * self.mlp_width
         return block * (self.l_cycles * self.l_layers + self.h_layers)
 
@@ -352,6 +415,11 @@ class HRMConfig:
             raise ValueError(
                 f"unknown HRMConfig key(s) {unknown} (written by a newer hrm?); "
                 f"known keys: {sorted(_field_names())}"
+            )
+        data = dict(data)
+        if isinstance(data.get("output_choices"), list):  # JSON has lists, the config tuples
+            data["output_choices"] = tuple(
+                tuple(c) if isinstance(c, list) else c for c in data["output_choices"]
             )
         return cls(**data)
 

@@ -57,7 +57,7 @@ def iterate_cycles(
     """Run a batch from the initial state and yield the readout after every cycle.
 
     Runs under ``torch.inference_mode``; ``model`` is an ``HRM`` (anything with its
-    ``initial_carry/embed/cycle/readout/config``).
+    ``initial_carry/embed/cycle/readout(carry, tokens)/config``).
 
     Args:
         model: the network.
@@ -77,7 +77,7 @@ def iterate_cycles(
         carry = model.initial_carry(tokens.shape[0], tokens.device)
         for index in range(segments * n_per_segment):
             carry = model.cycle(carry, x)
-            out = model.readout(carry)
+            out = model.readout(carry, tokens)
             yield CycleReadout(
                 cycle=index + 1,
                 segment_end=(index + 1) % n_per_segment == 0,

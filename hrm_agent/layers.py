@@ -110,6 +110,10 @@ class Attention(nn.Module):
         self.qkv = Linear(d, 3 * d, generator=generator)
         self.out = Linear(d, d, generator=generator)
 
+    def output_weights(self) -> tuple[torch.Tensor, ...]:
+        """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
+        return (self.out.weight,)
+
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim)
@@ -131,6 +135,10 @@ class TokenMLP(nn.Module):
         super().__init__()
         n = config.total_seq_len
         self.mlp = SwiGLU(n, swiglu_width(n, config.expansion, config.multiple_of), generator)
+
+    def output_weights(self) -> tuple[torch.Tensor, ...]:
+        """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
+        return (self.mlp.down.weight,)
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # (B, D, L) -> (B, L, D)
@@ -188,6 +196,10 @@ class CandidateMixer(nn.Module):
         self.unit_box = Linear(d, d, generator=generator)
         self.summary = Linear(d, d, generator=generator)
 
+    def output_weights(self) -> tuple[torch.Tensor, ...]:
+        """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
+        return (self.cell.weight, self.line.weight, self.unit_box.weight, self.summary.weight)
+
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         B, L, K, d = x.shape  # L = 1 + n*n positions, K digit slots of width d
         n, S = self.side, L - 1
@@ -205,10 +217,12 @@ class CandidateMixer(nn.Module):
 
 
 class ConvMixer(nn.Module):
-    """Grid mixer: a depthwise ``k x k`` convolution over the (side, side) grid of cells.
+    """Grid mixer: a ``k x k`` convolution over the (side, side) grid of cells.
 
-    Each channel of a cell mixes with the same channel of its neighbours (zero padding outside
-    the grid); the block's channel SwiGLU then mixes channels within each cell. A cell's reach
+    Depthwise (the default): each channel of a cell mixes with the same channel of its
+    neighbours (zero padding outside the grid); the block's channel SwiGLU then mixes channels
+    within each cell. Full (``conv_mix="full"``): each output channel reads every channel of
+    the neighbourhood. A cell's reach
     per block is ``dilation * (k // 2)`` cells, so the cost is O(S) per cycle. The prefix
     position, read by the Q head, gets a linear map of the mean of all cells (a global summary
     that the cells themselves never read, so the mixer stays strictly local).
@@ -221,16 +235,24 @@ class ConvMixer(nn.Module):
         self.side = config.grid_side
         self.dilation = dilation
         d, k = config.hidden_size, config.conv_kernel
-        self.weight = nn.Parameter(torch.empty(d, 1, k, k))
-        trunc_normal_(self.weight, 1.0 / k, generator)  # fan-in k*k per channel
+        # Depthwise: one k x k kernel per channel (groups = d); full: every output channel
+        # reads every input channel of the neighbourhood.
+        self.groups = d if config.conv_mix == "depthwise" else 1
+        fan_in = (d // self.groups) * k * k
+        self.weight = nn.Parameter(torch.empty(d, d // self.groups, k, k))
+        trunc_normal_(self.weight, 1.0 / math.sqrt(fan_in), generator)
         self.summary = Linear(d, d, generator=generator)
+
+    def output_weights(self) -> tuple[torch.Tensor, ...]:
+        """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
+        return (self.weight, self.summary.weight)
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         B, L, D = x.shape
         n = self.side
         grid = x[:, 1:].transpose(1, 2).reshape(B, D, n, n)  # (B, D, n, n)
         pad = self.dilation * (self.weight.shape[-1] // 2)
-        mixed = F.conv2d(grid, self.weight, padding=pad, dilation=self.dilation, groups=D)
+        mixed = F.conv2d(grid, self.weight, padding=pad, dilation=self.dilation, groups=self.groups)
         cells = mixed.flatten(2).transpose(1, 2)  # (B, S, D)
         prefix = self.summary(x[:, 1:].mean(1, keepdim=True))  # (B, 1, D)
         return torch.cat((prefix, cells), dim=1)
@@ -260,6 +282,10 @@ class Block(nn.Module):
         self.slots = config.slots
         self.mlp = SwiGLU(config.slot_size, config.mlp_width, generator)
         self.eps = config.rms_norm_eps
+        if config.zero_init_residual:
+            with torch.no_grad():
+                for weight in (*self.mixer.output_weights(), self.mlp.down.weight):
+                    weight.zero_()
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         shape = x.shape

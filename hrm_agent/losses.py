@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from hrm_agent.model import Outputs
 
 REDUCTIONS = ("mean", "sum", "none")
+SEGMENT_WEIGHTINGS = ("uniform", "linear")
 
 
 def stablemax(x: torch.Tensor) -> torch.Tensor:
@@ -141,6 +142,48 @@ def q_targets(
     return (value - step_cost).clamp_min(0.0) if step_cost else value
 
 
+def segment_weights(
+    segment: torch.Tensor, max_segments: int, rule: str = "uniform"
+) -> torch.Tensor:
+    """(B,) weight of each sample's cell loss by the index of its segment.
+
+    Deep supervision asks for the whole answer after every segment, even the first, before
+    information can have crossed a large grid; ``linear`` weighs segment s (1-based) by
+    ``2 s / (M + 1)``, which averages to 1 over a full run of M segments, so an early guess
+    costs less than a late one and the mean scale of the loss is kept. ``uniform``: all 1.
+
+    Args:
+        segment: (B,) int, 1-based index of the segment each sample is in.
+        max_segments: M, the ACT limit.
+        rule: ``uniform`` or ``linear``.
+    """
+    if rule not in SEGMENT_WEIGHTINGS:
+        raise ValueError(f"segment weighting must be one of {SEGMENT_WEIGHTINGS}, got {rule!r}")
+    if max_segments < 1:
+        raise ValueError(f"max_segments must be >= 1, got {max_segments}")
+    if rule == "uniform":
+        return torch.ones(segment.shape, dtype=torch.float32, device=segment.device)
+    return 2.0 * segment.float().clamp(1, max_segments) / (max_segments + 1)
+
+
+def aux_loss(aux_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) softmax cross-entropy of an auxiliary per-cell target, averaged over each
+    sample's labelled cells (``labels >= 0``; a sample without any gives 0).
+
+    Args:
+        aux_logits: (B, S, C) scores.
+        labels: (B, S) integer classes, -1 where a cell has no label.
+    """
+    if aux_logits.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"labels shape {tuple(labels.shape)} must equal aux_logits shape without the class "
+            f"dimension, {tuple(aux_logits.shape[:-1])}"
+        )
+    labelled = labels >= 0
+    nll = _cell_nll(torch.log_softmax(aux_logits.float(), dim=-1), labels, labelled)
+    return nll.sum(-1) / labelled.sum(-1).clamp_min(1).float()
+
+
 class LossParts(NamedTuple):
     """Loss terms and metrics of one segment; scalars unless ``reduction="none"`` gives (B,).
 
@@ -168,6 +211,7 @@ def hrm_loss(
     mask: torch.Tensor | None = None,
     loss: str = "stablemax",
     reduction: str = "mean",
+    lm_weight: torch.Tensor | None = None,
 ) -> LossParts:
     """The loss of one segment of deep supervision.
 
@@ -180,6 +224,7 @@ def hrm_loss(
         loss: cell loss, ``stablemax`` or ``softmax``.
         reduction: over samples: ``mean``, ``sum`` (e.g. to divide by a global batch size
             under DDP) or ``none`` for (B,) terms.
+        lm_weight: (B,) weight of each sample's cell loss (:func:`segment_weights`); None: 1.
 
     Returns:
         :class:`LossParts` with ``total = lm + 0.5 * (q_halt + q_continue)``.
@@ -201,6 +246,10 @@ def hrm_loss(
     divisor = counts.clamp_min(1).float()  # samples without supervised cells add 0
 
     lm = cell_loss.sum(-1) / divisor  # (B,)
+    if lm_weight is not None:
+        if lm_weight.shape != (B,):
+            raise ValueError(f"lm_weight must be ({B},), got {tuple(lm_weight.shape)}")
+        lm = lm * lm_weight.to(lm.device, lm.dtype)
     with torch.no_grad():
         right = supervised & (logits.argmax(-1) == labels)  # (B, S)
         seq_correct = right.sum(-1) == counts  # (B,)

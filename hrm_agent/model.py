@@ -35,7 +35,7 @@ from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Linear, ReasoningModule, Rotary, trunc_normal_
 
 _ABSENT_LOGIT = -1e4
-"""Candidate grid: the logit of tokens that cannot be an answer (softmax and stablemax both
+"""Candidate grid and output mask: the logit of tokens that cannot be an answer (softmax and stablemax both
 give them a negligible probability; finite, so no NaN gradients)."""
 
 
@@ -59,6 +59,8 @@ class Outputs(NamedTuple):
     """(B,) Q-value logit of halting now."""
     q_continue: torch.Tensor
     """(B,) Q-value logit of running another segment."""
+    aux_logits: torch.Tensor | None = None
+    """(B, S, C) logits of the auxiliary target (``config.aux_target``), else None."""
 
 
 class HRM(nn.Module):
@@ -106,6 +108,9 @@ class HRM(nn.Module):
             config.slot_size, 1 if self.candidates else config.vocab_size, generator=generator
         )
         self.q_head = Linear(d, 2, bias=True, generator=generator)
+        self.aux_head = (
+            Linear(d, config.aux_classes, generator=generator) if config.aux_target else None
+        )
         with torch.no_grad():
             # Paper: Q starts near "never halt" (sigmoid(-5) ~ 0.007) with zero weight, which
             # speeds up the bootstrapping of the Q-learning targets.
@@ -120,6 +125,15 @@ class HRM(nn.Module):
         z_L0 = trunc_normal_(torch.empty(config.slot_size), 1.0, generator).repeat(config.slots)
         self.register_buffer("z_H0", z_H0, persistent=True)
         self.register_buffer("z_L0", z_L0, persistent=True)
+
+        # The output mask, (V, V) bool: row v = the tokens a cell whose input is v may take.
+        # Derived from the config, so not saved with the weights.
+        allowed = None
+        if config.output_choices is not None:
+            allowed = torch.zeros(config.vocab_size, config.vocab_size, dtype=torch.bool)
+            for value, choices in enumerate(config.output_choices):
+                allowed[value, list(choices)] = True
+        self.register_buffer("output_allowed", allowed, persistent=False)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -243,8 +257,26 @@ class HRM(nn.Module):
                 carry = self.cycle(carry, x)
             return carry
 
-    def readout(self, carry: Carry) -> Outputs:
-        """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix."""
+    def answer_cells(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """(B, S) bool: the cells whose answer the model chooses, given (B, S) puzzle tokens;
+        None when every cell chooses (no output mask). The others copy what the mask allows
+        them, so they cannot be wrong and carry no loss."""
+        if self.output_allowed is None:
+            return None
+        return self.output_allowed[tokens.long().to(self.device)].sum(-1) > 1
+
+    def readout(self, carry: Carry, tokens: torch.Tensor | None = None) -> Outputs:
+        """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix.
+
+        ``tokens`` (B, S), the puzzle, is needed only by a model with an output mask
+        (``config.output_choices``): a cell's tokens that its input rules out get a logit far
+        below any score.
+        """
+        if self.output_allowed is not None and tokens is None:
+            raise ValueError(
+                "this model has an output mask (config.output_choices): pass the puzzle tokens "
+                "to readout"
+            )
         with self.autocast():
             cells = carry.z_H[:, 1:]
             if self.candidates:
@@ -257,9 +289,13 @@ class HRM(nn.Module):
                 logits[..., 1 : K + 1] = scores
             else:
                 logits = self.lm_head(cells)  # (B, S, V)
+                if self.output_allowed is not None:
+                    allowed = self.output_allowed[tokens.long().to(cells.device)]  # (B, S, V)
+                    logits = logits.masked_fill(~allowed, _ABSENT_LOGIT)
             q = self.q_head(carry.z_H[:, 0])  # (B, 2)
+            aux = None if self.aux_head is None else self.aux_head(cells).float()  # (B, S, C)
         q = q.float()
-        return Outputs(logits=logits.float(), q_halt=q[:, 0], q_continue=q[:, 1])
+        return Outputs(logits=logits.float(), q_halt=q[:, 0], q_continue=q[:, 1], aux_logits=aux)
 
     def forward(self, carry: Carry, tokens: torch.Tensor) -> tuple[Carry, Outputs]:
         """One segment of deep supervision: detach the carry, run N cycles, read out.
@@ -274,5 +310,5 @@ class HRM(nn.Module):
         """
         x = self.embed(tokens.to(self.device))
         carry = self.segment(carry.detach(), x)
-        outputs = self.readout(carry)
+        outputs = self.readout(carry, tokens)
         return carry.detach(), outputs

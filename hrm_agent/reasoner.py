@@ -170,16 +170,25 @@ class TorchReasoner:
                 cycles=np.where(mask, 0, state.cycles),
             )
 
-    def _advance(self, carry: Carry, x: torch.Tensor) -> tuple[Carry, Outputs]:
+    def _advance(
+        self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None
+    ) -> tuple[Carry, Outputs]:
         """One env step of the model: a cycle and its readout; subclasses may observe it
-        (see ``hrm_agent.analysis.TracingReasoner``)."""
+        (see ``hrm_agent.analysis.TracingReasoner``). ``tokens``: the puzzles, for a model
+        with an output mask (else None)."""
         carry = self.model.cycle(carry, x)
-        return carry, self.model.readout(carry)
+        return carry, self.model.readout(carry, tokens)
+
+    def _tokens(self, inputs: np.ndarray) -> torch.Tensor | None:
+        """The puzzles as tokens when the model's readout needs them (an output mask)."""
+        if self.model.config.output_choices is None:
+            return None
+        return torch.from_numpy(inputs.astype(np.int64)).to(self.device)
 
     def cycle(self, state: TorchState) -> tuple[TorchState, CycleOutput]:
         """One high-level cycle for every row, then the readout (logits, Q, pooled z_H)."""
         with torch.inference_mode():
-            carry, out = self._advance(state.carry, state.x)
+            carry, out = self._advance(state.carry, state.x, self._tokens(state.inputs))
             latent = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D), cells only
             q = torch.stack((out.q_halt, out.q_continue), dim=1)  # (B, 2)
             result = CycleOutput(

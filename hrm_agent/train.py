@@ -72,10 +72,16 @@ from hrm_agent.checkpoint import (
     save_checkpoint,
     save_trainer_state,
 )
-from hrm_agent.config import COMPUTE_DTYPES, MIXERS, PRESETS, HRMConfig
+from hrm_agent.config import COMPUTE_DTYPES, CONV_MIXES, MIXERS, PRESETS, HRMConfig
 from hrm_agent.devices import resolve_device
 from hrm_agent.evaluate import EvalResult, evaluate
-from hrm_agent.losses import hrm_loss, q_targets
+from hrm_agent.losses import (
+    SEGMENT_WEIGHTINGS,
+    aux_loss,
+    hrm_loss,
+    q_targets,
+    segment_weights,
+)
 from hrm_agent.model import HRM, Carry
 from hrm_agent.recipes import describe_recipes, recipe_for
 from hrm_env.puzzles.tasks import TASK_NAMES, PuzzleBatch, Task, get_task
@@ -118,11 +124,16 @@ MODEL_OVERRIDE_FIELDS = (
     "mixer",
     "conv_kernel",
     "conv_dilations",
+    "conv_mix",
+    "zero_init_residual",
     "loss",
     "rope_theta",
     "rms_norm_eps",
     "q_bias_init",
     "compute_dtype",
+    "output_choices",
+    "aux_target",
+    "aux_classes",
 )
 """HRMConfig fields a run may override on top of its preset (vocab_size and seq_len come from
 the task, halt_exploration and ema from the TrainConfig)."""
@@ -193,6 +204,11 @@ class TrainConfig:
     :meth:`~hrm_env.puzzles.tasks.Task.closest_targets`). With ``closest`` a model that marks
     any shortest path is right, as the checker says, and its Q head learns that. Tasks with one
     answer per puzzle (Sudoku) are the same under both."""
+    aux_weight: float = 1.0
+    """Weight of the auxiliary target's loss (only for a model with ``aux_target``)."""
+    segment_weighting: str = "uniform"
+    """Weight of each segment's cell loss by its index (:func:`hrm_agent.losses.segment_weights`):
+    ``uniform`` (the paper's deep supervision) or ``linear`` (later segments count more)."""
     halt_exploration_prob: float = 0.1
     """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
     ema: float = 0.0
@@ -262,6 +278,13 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.targets not in TARGET_RULES:
             raise ValueError(f"targets must be one of {TARGET_RULES}, got {self.targets!r}")
+        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise ValueError(f"aux_weight must be a number >= 0, got {self.aux_weight!r}")
+        if self.segment_weighting not in SEGMENT_WEIGHTINGS:
+            raise ValueError(
+                f"segment_weighting must be one of {SEGMENT_WEIGHTINGS}, got "
+                f"{self.segment_weighting!r}"
+            )
         if self.q_bootstrap not in Q_BOOTSTRAPS:
             raise ValueError(f"q_bootstrap must be one of {Q_BOOTSTRAPS}, got {self.q_bootstrap!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -668,12 +691,31 @@ class Trainer:
         else:
             target = None
             delayed_loss = self._delayed_q_continue_loss(out)
-        # Every cell is supervised, givens included: an answer is right only if every cell
-        # is, so a cell left out of the loss (a wall, a given digit) would be wrong at random.
-        parts = hrm_loss(out, labels, target, loss=self.model.config.loss, reduction="none")
+        # Every cell the model chooses is supervised, givens included: an answer is right only
+        # if every cell is, so a cell left out of the loss would be wrong at random. Only with
+        # an output mask do some cells copy their input by construction and carry no loss.
+        parts = hrm_loss(
+            out,
+            labels,
+            target,
+            mask=self.model.answer_cells(tokens),
+            loss=self.model.config.loss,
+            reduction="none",
+            lm_weight=None
+            if c.segment_weighting == "uniform"
+            else segment_weights(
+                torch.from_numpy(self.batch.segments[rows] + 1).to(self.device),
+                max_segments,
+                c.segment_weighting,
+            ),
+        )
         # Each rank's rows contribute their share of the *global* batch mean; summing the
         # gradients over ranks then gives exactly the 1-process gradient.
         total = parts.total if delayed_loss is None else parts.total + 0.5 * delayed_loss
+        if out.aux_logits is not None:
+            aux = self.task.aux_labels(self.batch.inputs[rows], self.model.config.aux_target)
+            aux_labels = torch.from_numpy(aux).to(self.device)
+            total = total + c.aux_weight * aux_loss(out.aux_logits, aux_labels)
         loss = total.sum() / c.batch_size
         if not bool(torch.isfinite(loss)):
             raise TrainingDiverged(
@@ -1422,11 +1464,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="conv mixer: comma-separated dilations cycled over each level's blocks, e.g. 1,2,4",
     )
     model.add_argument(
+        "--conv-mix",
+        choices=CONV_MIXES,
+        default=None,
+        help="conv mixer: depthwise (each channel with its own neighbours, then the block's "
+        "SwiGLU mixes channels) or full (every channel of the neighbourhood, as DeepThinking)",
+    )
+    model.add_argument(
+        "--zero-init-residual",
+        action="store_true",
+        default=None,
+        help="start every block's residual branches at zero, so a deep recurrence starts as "
+        "the identity",
+    )
+    model.add_argument(
         "--compute-dtype",
         choices=COMPUTE_DTYPES,
         default=None,
         help="precision of the blocks on CUDA: bfloat16 autocast (default) or float32 (also "
         "turns TF32 off, so a CUDA run does the arithmetic a CPU run does); CPU is always float32",
+    )
+    model.add_argument(
+        "--output-mask",
+        action="store_true",
+        default=None,
+        help="answer only what can change: each cell chooses among the tokens its input "
+        "allows (a maze's open cell: path or not; walls, S and G copied), and the loss is "
+        "averaged over the cells that choose",
+    )
+    model.add_argument(
+        "--aux-target",
+        default=None,
+        help="also predict an auxiliary per-cell target during training (maze: distance3 = "
+        "moves to G mod 3, on-path = on some shortest path); a small extra head",
     )
     model.add_argument(
         "--loss",
@@ -1475,6 +1545,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="puzzles with several correct answers (mazes with tied shortest paths): supervise "
         "the data's own (fixed) or, each step, the one nearest the model's answer (closest)",
+    )
+    opt.add_argument(
+        "--aux-weight", type=float, default=None, help="weight of the --aux-target loss"
+    )
+    opt.add_argument(
+        "--segment-weighting",
+        choices=SEGMENT_WEIGHTINGS,
+        default=None,
+        help="weight of each segment's cell loss: uniform (the paper's) or linear (segment s "
+        "of M weighs 2s/(M+1): early guesses cost less)",
     )
     opt.add_argument(
         "--halt-exploration",
@@ -1556,6 +1636,8 @@ RECIPE_FLAGS = {
     "steps": "steps",
     "q_bootstrap": "q_bootstrap",
     "targets": "targets",
+    "segment_weighting": "segment_weighting",
+    "aux_weight": "aux_weight",
     "eval_every": "eval_every",
     "eval_size": "eval_size",
     "eval_difficulty": "eval_difficulty",
@@ -1587,6 +1669,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             if getattr(args, name, None) is not None
         }
     )
+    if getattr(args, "output_mask", None):
+        choices = get_task(args.task).output_choices
+        if choices is None:
+            raise ValueError(f"--output-mask: task {args.task!r} has no output mask")
+        overrides["output_choices"] = choices
+    if getattr(args, "aux_target", None):
+        targets = get_task(args.task).aux_targets
+        if args.aux_target not in targets:
+            known = ", ".join(targets) or "none"
+            raise ValueError(
+                f"--aux-target: task {args.task!r} has no target {args.aux_target!r}; it has: {known}"
+            )
+        overrides["aux_target"] = args.aux_target
+        overrides["aux_classes"] = targets[args.aux_target]
     fields.update(
         {
             name: getattr(args, dest)

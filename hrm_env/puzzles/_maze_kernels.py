@@ -118,6 +118,28 @@ def shortest_lengths(grids: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def endpoint_distances_batch(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Moves from S and to G of every cell of (B, S) grids, (B, S) int32 each; -1 where a
+    cell is a wall or cannot be reached (every cell, when S or G is not unique)."""
+    b = grids.shape[0]
+    from_s = np.full((b, N_CELLS), -1, dtype=np.int32)
+    to_g = np.full((b, N_CELLS), -1, dtype=np.int32)
+    passable, dist, queue = _scratch()
+    for i in range(b):
+        s, g, ns, ng = endpoints(grids[i])
+        if ns != 1 or ng != 1:
+            continue
+        _mark_passable(grids[i], passable)
+        bfs(passable, s, dist, queue)
+        for j in range(N_CELLS):
+            from_s[i, j] = dist[TO_PAD[j]]
+        bfs(passable, g, dist, queue)
+        for j in range(N_CELLS):
+            to_g[i, j] = dist[TO_PAD[j]]
+    return from_s, to_g
+
+
+@nb.njit(cache=True)
 def _search_from_goal(
     grid: np.ndarray, out: np.ndarray, passable: np.ndarray, dist: np.ndarray, queue: np.ndarray
 ) -> tuple[int, int, int]:

@@ -54,6 +54,7 @@ __all__ = [
     "shortest_path_cells",
     "solve",
     "solve_batch",
+    "endpoint_distances",
     "closest_shortest_paths",
     "is_valid_shortest_path",
     "check_batch",
@@ -287,6 +288,21 @@ def shortest_path_cells(question: np.ndarray | str) -> np.ndarray:
     if length < 0:
         return np.zeros(SEQ_LEN, dtype=bool)
     return (from_s >= 0) & (from_g >= 0) & (from_s + from_g == length)
+
+
+def endpoint_distances(questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breadth-first distances of every cell from S and to G, for a batch of questions.
+
+    Args:
+        questions: (B, S) grids (not validated: S and G need not be unique).
+
+    Returns:
+        ``(from_s, to_g)``, (B, S) int32 each: moves from S to the cell and from the cell to
+        G, -1 for walls and unreachable cells (and for every cell of a grid without exactly
+        one S and one G). A cell lies on some shortest path exactly when
+        ``from_s + to_g`` equals the path length, ``to_g`` at S.
+    """
+    return _kernels().endpoint_distances_batch(_as_batch(questions, "questions"))
 
 
 def solve(question: np.ndarray | str) -> np.ndarray:

@@ -10,9 +10,10 @@ Shapes: B batch, S cells (81 for Sudoku, 16 for mini Sudoku, 900 for a 30x30 maz
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,11 @@ class Task:
         grid_shape: (rows, cols) for drawing.
         difficulties: the tiers ``sample`` accepts.
         default_difficulty: the tier used when none is given.
+        output_choices: for each input token value, the output tokens a cell holding it may
+            take (``hrm train --output-mask`` builds a model that can only answer those), or
+            None when any cell may take any token.
+        aux_targets: the auxiliary per-cell targets :meth:`aux_labels` can give (name ->
+            number of classes); empty when the task has none.
     """
 
     name: str
@@ -81,6 +87,8 @@ class Task:
     grid_shape: tuple[int, int]
     difficulties: tuple[str, ...]
     default_difficulty: str
+    output_choices: tuple[tuple[int, ...], ...] | None = None
+    aux_targets: Mapping[str, int] = MappingProxyType({})
 
     def check_difficulty(self, difficulty: str | None) -> str:
         """Return the tier to use, raising ``ValueError`` for an unknown one."""
@@ -140,6 +148,23 @@ class Task:
         task whose puzzles can have several correct answers picks among them.
         """
         return targets
+
+    def aux_labels(self, inputs: np.ndarray, kind: str) -> np.ndarray:
+        """(B, S) int64 labels of the auxiliary target ``kind`` (one of ``aux_targets``), -1
+        where a cell has none. Training may ask the model to predict them beside the answer.
+
+        Raises:
+            ValueError: for a kind this task does not have.
+        """
+        if kind not in self.aux_targets:
+            known = ", ".join(self.aux_targets) or "none"
+            raise ValueError(
+                f"task {self.name!r} has no auxiliary target {kind!r}; it has: {known}"
+            )
+        return self._aux_labels(self._check_grids(inputs, "puzzles"), kind)
+
+    def _aux_labels(self, inputs: np.ndarray, kind: str) -> np.ndarray:
+        raise NotImplementedError
 
     def cell_accuracy(
         self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray
@@ -271,6 +296,13 @@ class MazeTask(Task):
         self.grid_shape = (maze.SIDE, maze.SIDE)
         self.difficulties = tuple(maze.TIERS)
         self.default_difficulty = "hard"
+        # Walls, S and G are what the input says; only an open cell has a choice, path or not.
+        choices = [(v,) for v in range(maze.VOCAB_SIZE)]
+        choices[maze.OPEN] = (maze.OPEN, maze.PATH)
+        self.output_choices = tuple(choices)
+        # distance3: moves to G mod 3 (all Lee's back-trace needs to walk a shortest path),
+        # class 3 for a cell G cannot be reached from; on-path: on some shortest path or not.
+        self.aux_targets = MappingProxyType({"distance3": 4, "on-path": 2})
 
     def sample(
         self, rng: np.random.Generator, n: int, difficulty: str | None = None
@@ -346,6 +378,17 @@ class MazeTask(Task):
         scores = logits[..., m.PATH] - logits[..., m.OPEN]
         answers, lengths = m.closest_shortest_paths(inputs, scores)
         return np.where((lengths >= 0)[:, None], answers, targets)
+
+    def _aux_labels(self, inputs: np.ndarray, kind: str) -> np.ndarray:
+        from_s, to_g = self._maze.endpoint_distances(inputs)
+        walls = inputs == self._maze.WALL
+        if kind == "distance3":
+            labels = np.where(to_g >= 0, to_g % 3, 3)
+        else:
+            length = to_g[np.arange(len(inputs)), np.argmax(inputs == self._maze.START, axis=1)]
+            on_path = (from_s >= 0) & (to_g >= 0) & (from_s + to_g == length[:, None])
+            labels = on_path.astype(np.int64)
+        return np.where(walls, -1, labels).astype(np.int64)
 
     def is_correct(
         self, inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray

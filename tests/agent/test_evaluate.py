@@ -51,7 +51,7 @@ class ScriptedModel(nn.Module):
     def cycle(self, carry, x):
         return carry + 1
 
-    def readout(self, carry):
+    def readout(self, carry, tokens=None):
         c = carry  # (B,)
         k, h = self._tokens[:, 0].float(), self._tokens[:, 1].float()
         right = torch.stack([c >= k - 1, c >= k], dim=1)  # (B, 2)

@@ -187,3 +187,47 @@ def test_hrm_loss_rejects_bad_arguments():
         hrm_loss(outputs, labels, reduction="max")
     with pytest.raises(ValueError, match="q_continue_target"):
         hrm_loss(outputs, labels, q_continue_target=torch.zeros(3))
+
+
+def test_segment_weights_grow_linearly_and_average_to_one():
+    from hrm_agent.losses import segment_weights
+
+    M = 8
+    seg = torch.arange(1, M + 1)
+    w = segment_weights(seg, M, "linear")
+    assert torch.all(w[1:] > w[:-1])
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    assert torch.equal(segment_weights(seg, M, "uniform"), torch.ones(M))
+    with pytest.raises(ValueError, match="segment weighting"):
+        segment_weights(seg, M, "cubic")
+
+
+def test_lm_weight_scales_each_sample_cell_loss_only():
+    from hrm_agent.losses import hrm_loss
+    from hrm_agent.model import Outputs
+
+    g = torch.Generator().manual_seed(0)
+    out = Outputs(
+        torch.randn(3, 5, 4, generator=g), torch.randn(3, generator=g), torch.randn(3, generator=g)
+    )
+    labels = torch.randint(0, 4, (3, 5), generator=g)
+    plain = hrm_loss(out, labels, reduction="none")
+    w = torch.tensor([0.5, 1.0, 2.0])
+    weighted = hrm_loss(out, labels, reduction="none", lm_weight=w)
+    torch.testing.assert_close(weighted.lm, plain.lm * w)
+    torch.testing.assert_close(weighted.q_halt, plain.q_halt)
+    assert torch.equal(weighted.seq_correct, plain.seq_correct)
+
+
+def test_aux_loss_averages_over_labelled_cells_only():
+    from hrm_agent.losses import aux_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 4, generator=g)
+    labels = torch.tensor([[0, 1, 2, 3, -1, -1], [-1] * 6])
+    loss = aux_loss(logits, labels)
+    expected = F.cross_entropy(logits[0, :4], labels[0, :4])
+    torch.testing.assert_close(loss[0], expected)
+    assert loss[1] == 0  # a sample with no labelled cell adds nothing
+    with pytest.raises(ValueError, match="labels shape"):
+        aux_loss(logits, labels[:, :3])

@@ -616,9 +616,12 @@ def _grid_config(mixer: str, **overrides) -> HRMConfig:
     )
 
 
-@pytest.mark.parametrize("kernel, dilation", [(3, 1), (3, 2), (5, 1)])
-def test_conv_block_is_local(kernel, dilation):
-    config = _grid_config("conv", conv_kernel=kernel, conv_dilations=str(dilation))
+@pytest.mark.parametrize(
+    "kernel, dilation, mix",
+    [(3, 1, "depthwise"), (3, 2, "depthwise"), (5, 1, "depthwise"), (3, 1, "full")],
+)
+def test_conv_block_is_local(kernel, dilation, mix):
+    config = _grid_config("conv", conv_kernel=kernel, conv_dilations=str(dilation), conv_mix=mix)
     block = Block(config, generator=torch.Generator().manual_seed(0))
     assert block.mixer.dilation == dilation
     diff = _dependence(lambda x: block(x, None), config)[..., 0]  # (S perturbed, 1 + S)
@@ -815,3 +818,132 @@ def test_candidate_readout_is_one_score_per_digit_slot():
     a, b = model.readout(carry).logits, model.readout(Carry(z_H, carry.z_L)).logits
     moved = (a - b).abs() > 0
     assert moved.nonzero().tolist() == [[0, 2, 2]]
+
+
+# --------------------------------------------------------------------------- output mask
+def _maze_model(seed: int = 0, **overrides) -> tuple[HRM, torch.Tensor]:
+    import numpy as np
+
+    from hrm_env.puzzles.tasks import get_task
+
+    task = get_task("maze")
+    fields = dict(vocab_size=6, seq_len=900, mixer="conv", hidden_size=16, expansion=2.0)
+    fields.update(output_choices=task.output_choices, **overrides)
+    model = make(seed, **fields)
+    batch = task.sample(np.random.default_rng(seed), 3, "easy")
+    return model, torch.from_numpy(batch.inputs.astype(np.int64))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_output_mask_copies_walls_start_and_goal_and_opens_only_path_or_open(seed):
+    model, puzzles = _maze_model(seed)
+    with torch.no_grad():
+        # Large random weights in the head: the mask, not the training, must keep the copy.
+        model.lm_head.weight.normal_(0, 10.0, generator=torch.Generator().manual_seed(seed))
+        carry, out = model(model.initial_carry(len(puzzles)), puzzles)
+    answer = out.logits.argmax(-1)
+    open_cells = puzzles == 2  # maze.OPEN
+    assert torch.equal(answer[~open_cells], puzzles[~open_cells])
+    assert set(answer[open_cells].unique().tolist()) <= {2, 5}  # open or path
+    assert torch.equal(model.answer_cells(puzzles), open_cells)
+
+
+def test_output_mask_loss_counts_only_the_cells_that_choose():
+    from hrm_agent.losses import hrm_loss
+
+    model, puzzles = _maze_model()
+    with torch.no_grad():
+        _, out = model(model.initial_carry(len(puzzles)), puzzles)
+    mask = model.answer_cells(puzzles)
+    labels = puzzles.clone()
+    parts = hrm_loss(out, labels, mask=mask, loss="softmax", reduction="none")
+    wrong = labels.clone()
+    wrong[~mask] = 1  # a cell that cannot choose: changing its label changes nothing
+    assert torch.equal(
+        hrm_loss(out, wrong, mask=mask, loss="softmax", reduction="none").lm, parts.lm
+    )
+    # Averaged over the open cells only: the mean of their per-cell losses.
+    cell = softmax_cross_entropy(out.logits, labels)
+    expected = (cell * mask).sum(-1) / mask.sum(-1)
+    torch.testing.assert_close(parts.lm, expected)
+
+
+def test_output_mask_readout_needs_the_puzzle_and_round_trips_through_json():
+    import json
+
+    model, puzzles = _maze_model()
+    with pytest.raises(ValueError, match="output mask"):
+        model.readout(model.initial_carry(1))
+    config = model.config
+    assert HRMConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.num_parameters == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "choices, words",
+    [
+        (((0,), (1,)), "one tuple of tokens per input token"),
+        (((0,), (1,), (2, 9), (3,), (4,), (5,)), r"output_choices\[2\]"),
+        (((0,), (), (2,), (3,), (4,), (5,)), r"output_choices\[1\]"),
+    ],
+)
+def test_output_mask_rejects_bad_tables(choices, words):
+    with pytest.raises(ValueError, match=words):
+        HRMConfig.preset("tiny", vocab_size=6, seq_len=900, mixer="conv", output_choices=choices)
+
+
+def test_full_conv_mixes_channels_and_depthwise_does_not():
+    g = torch.Generator().manual_seed(3)
+    for mix, mixes in (("depthwise", False), ("full", True)):
+        config = _grid_config("conv", conv_mix=mix)
+        mixer = ConvMixer(config, 1, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(1, config.total_seq_len, config.hidden_size, generator=g)
+        moved = x.clone()
+        moved[:, 1:, 0] += 1.0  # channel 0 of every cell
+        with torch.no_grad():
+            diff = (mixer(moved, None) - mixer(x, None))[:, 1:, 1:].abs().max()
+        assert (diff > 1e-6) == mixes, mix
+    full = HRMConfig.preset("tiny", mixer="conv", conv_mix="full")
+    assert full.num_parameters == sum(p.numel() for p in HRM(full).parameters())
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_zero_init_residual_block_is_the_identity_at_step_zero(mixer):
+    config = HRMConfig.preset(
+        "tiny", mixer=mixer, zero_init_residual=True, **MIXER_OVERRIDES[mixer]
+    )
+    block = Block(config, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(
+        2, config.total_seq_len, config.hidden_size, generator=torch.Generator().manual_seed(1)
+    )
+    if config.slots > 1:  # the candidate grid normalises each digit slot
+        x = x.view(2, config.total_seq_len, config.slots, -1)
+    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True))  # a unit-RMS input, as post-norm gives
+    x = x.reshape(2, config.total_seq_len, config.hidden_size)
+    rotary = HRM(config).rotary
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, rotary), x, atol=1e-5, rtol=1e-5)
+    # Without the flag the same block changes its input.
+    plain = Block(
+        config.replace(zero_init_residual=False), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        assert not torch.allclose(plain(x, rotary), x, atol=1e-3)
+    # And it still learns: the zeroed weights get gradient.
+    out = block(x.requires_grad_(), rotary)
+    out.square().sum().backward()
+    assert block.mlp.down.weight.grad.abs().max() > 0
+
+
+def test_aux_head_reads_the_cells_and_is_counted():
+    model, puzzles = _maze_model(aux_target="distance3", aux_classes=4)
+    with torch.no_grad():
+        _, out = model(model.initial_carry(len(puzzles)), puzzles)
+    assert out.aux_logits.shape == (len(puzzles), 900, 4)
+    assert model.config.num_parameters == sum(p.numel() for p in model.parameters())
+    plain, _ = _maze_model()
+    with torch.no_grad():
+        _, none = plain(plain.initial_carry(len(puzzles)), puzzles)
+    assert none.aux_logits is None
+    with pytest.raises(ValueError, match="aux_target and aux_classes go together"):
+        HRMConfig.preset("tiny", aux_target="distance3")

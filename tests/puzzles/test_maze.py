@@ -534,3 +534,39 @@ def test_encode_decode(hard: maze.MazeSet) -> None:
     with pytest.raises(ValueError, match="integers"):
         maze.decode(np.array([1.5]))
     assert maze.VOCAB_SIZE == 6 and maze.SEQ_LEN == SIDE * SIDE == 900
+
+
+def _plain_distances(grid: np.ndarray, source: int) -> np.ndarray:
+    """Plain-Python BFS move counts from ``source`` to every cell (-1: wall or unreachable)."""
+    g = grid.reshape(SIDE, SIDE)
+    dist = np.full((SIDE, SIDE), -1)
+    r0, c0 = divmod(int(source), SIDE)
+    dist[r0, c0] = 0
+    todo = deque([(r0, c0)])
+    while todo:
+        r, c = todo.popleft()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= nr < SIDE and 0 <= nc < SIDE and g[nr, nc] != WALL and dist[nr, nc] < 0:
+                dist[nr, nc] = dist[r, c] + 1
+                todo.append((nr, nc))
+    return dist.reshape(SEQ_LEN)
+
+
+@FAST
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 0.6))
+def test_endpoint_distances_match_plain_bfs(seed: int, wall_fraction: float) -> None:
+    rng = np.random.default_rng(seed)
+    grid = np.where(rng.random(SEQ_LEN) < wall_fraction, WALL, OPEN).astype(np.uint8)
+    s, g = rng.choice(SEQ_LEN, size=2, replace=False)
+    grid[s], grid[g] = START, GOAL
+    from_s, to_g = maze.endpoint_distances(grid[None])
+    assert np.array_equal(from_s[0], _plain_distances(grid, s))
+    assert np.array_equal(to_g[0], _plain_distances(grid, g))
+    assert to_g[0, s] == maze.shortest_path_length(grid)
+
+
+def test_endpoint_distances_are_all_unknown_without_one_start_and_goal() -> None:
+    grid = room(0, 0, 3, 3)
+    grid[idx(0, 0)] = START  # no goal
+    from_s, to_g = maze.endpoint_distances(grid[None])
+    assert (from_s == -1).all() and (to_g == -1).all()

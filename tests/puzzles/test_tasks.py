@@ -168,3 +168,26 @@ def test_sudoku_closest_targets_are_its_unique_answers():
     np.testing.assert_array_equal(
         task.closest_targets(batch.inputs, batch.targets, logits), batch.targets
     )
+
+
+def test_maze_aux_targets_are_the_bfs_results():
+    from hrm_env.puzzles import maze
+
+    task = get_task("maze")
+    batch = task.sample(np.random.default_rng(5), 4, "medium")
+    _, to_g = maze.endpoint_distances(batch.inputs)
+    walls = batch.inputs == maze.WALL
+    distance3 = task.aux_labels(batch.inputs, "distance3")
+    assert (distance3[walls] == -1).all()
+    reached = ~walls & (to_g >= 0)
+    assert np.array_equal(distance3[reached], to_g[reached] % 3)
+    assert (distance3[~walls & (to_g < 0)] == 3).all()
+    on_path = task.aux_labels(batch.inputs, "on-path")
+    for row, question in enumerate(batch.inputs):
+        expected = maze.shortest_path_cells(question)
+        assert np.array_equal(on_path[row][~walls[row]] == 1, expected[~walls[row]])
+    assert set(task.aux_targets) == {"distance3", "on-path"}
+    with pytest.raises(ValueError, match="no auxiliary target 'depth'"):
+        task.aux_labels(batch.inputs, "depth")
+    with pytest.raises(ValueError, match="no auxiliary target"):
+        get_task("sudoku").aux_labels(np.zeros((1, 81), np.uint8), "distance3")
