@@ -139,3 +139,22 @@ def test_maze_errors_sorts_wrong_answers_by_extra_and_missing_cells():
     assert classify(q, answer(top[:-1])) == ("no whole shortest path", 0, 1)
     assert classify(q, answer(top[:-2] + [(4, 5)])) == (
         "no whole shortest path, plus cells on no shortest path", 1, 2)  # fmt: skip
+
+
+def test_default_episodes_plays_the_envs_as_a_first_user_makes_them(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    import hrm_agent
+    from hrm_env.envs.reasoner import ScriptedReasoner
+
+    # The shipped model's place is taken by a script that solves at cycle 3 and whose Q head
+    # says halt from then on, so the table's figures are known.
+    monkeypatch.setattr(
+        hrm_agent,
+        "load_pretrained",
+        lambda task, device="cpu", checkpoint=None: ScriptedReasoner(task, solve_at=3),
+        raising=False,
+    )
+    default_episodes = _script("default_episodes")
+    assert default_episodes.main(["--envs", "HRM-Sudoku-v0", "--episodes", "3", "--seed", "0"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith('| `"HRM-Sudoku-v0"` | hard | 64 | 3/3 (100% +- 0) |')
