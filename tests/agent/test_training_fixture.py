@@ -23,7 +23,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hrm_agent.train import TrainConfig, train
+from hrm_agent.training.options import TrainConfig
+from hrm_agent.training.trainer import train
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "training"
 RUNS = ("sudoku", "maze")
