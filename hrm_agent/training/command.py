@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -28,7 +29,15 @@ from hrm_agent.training.stops import TrainingInterrupted
 from hrm_agent.training.trainer import Trainer
 from hrm_env.puzzles.tasks import TASK_NAMES
 
-__all__ = ["RECIPE_FLAGS", "add_arguments", "config_from_args", "main", "run"]
+__all__ = [
+    "RECIPE_FLAGS",
+    "add_arguments",
+    "config_from_args",
+    "field_flags",
+    "main",
+    "name_flags",
+    "run",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,16 +289,61 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+# TrainConfig and HRMConfig fields whose flag is not "--" + the field's name with dashes.
+_RENAMED_FIELDS = {
+    "halt_exploration_prob": "--halt-exploration",
+    "halt_exploration": "--halt-exploration",
+    "betas": "--beta1/--beta2",
+    "progress": "--no-progress",
+    **{field: "--" + dest.replace("_", "-") for dest, field in RECIPE_FLAGS.items()},
+}
+
+
+def field_flags() -> dict[str, str]:
+    """TrainConfig / HRMConfig field -> the ``hrm train`` flag that sets it."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    # Every flag's dest is its name with underscores: --hidden-size -> hidden_size.
+    dests = vars(parser.parse_args(["sudoku"]))
+    flags = {dest: "--" + dest.replace("_", "-") for dest in dests if dest != "task"}
+    return {**flags, **_RENAMED_FIELDS}
+
+
+def name_flags(message: str) -> str:
+    """A library error message with the fields it names spelled as ``hrm train`` flags.
+
+    ``HRMConfig.hidden_size`` and names with an underscore (``lr_warmup_steps``) are replaced
+    wherever they appear; a plain word (``lr``, ``seed``) only as the message's subject or
+    before ``=``, where it cannot be prose.
+    """
+    flags = field_flags()
+
+    def flag_of(match: re.Match[str]) -> str:
+        name = match.group("name")
+        plain = "_" not in name and not match.group("cls")
+        subject = match.start() == 0 or message[match.end() : match.end() + 1] == "="
+        if name not in flags or (plain and not subject):
+            return match.group(0)
+        return flags[name]
+
+    return re.sub(r"(?P<cls>HRMConfig\.)?\b(?P<name>[a-z][a-z0-9_]*)\b", flag_of, message)
+
+
 def run(args: argparse.Namespace) -> int:
     """``hrm train``: train (or resume) and report where the checkpoint is."""
     if args.task not in TASK_NAMES:
         raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(TASK_NAMES)}")
-    config = config_from_args(args)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    trainer = Trainer(config, resume=args.resume)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    try:
+        config = config_from_args(args)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        trainer = Trainer(config, resume=args.resume)
+    except ValueError as err:
+        raise ValueError(name_flags(str(err))) from err
+    if args.resume and trainer.world.is_main:
+        print(f"resuming {trainer.out_dir} from step {trainer.step}", file=sys.stderr)
     try:
         result = trainer.fit(stop_at=args.stop_at)
         is_main = trainer.world.is_main

@@ -10,12 +10,21 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from hrm_agent.evaluate import EvalResult
 
-__all__ = ["EVAL_COLUMNS", "TRAIN_COLUMNS", "CsvLog", "Logger", "Window"]
+__all__ = ["EVAL_COLUMNS", "PROGRESS_LINE_SECONDS", "TRAIN_COLUMNS", "CsvLog", "Logger", "Window"]
+
+PROGRESS_LINE_SECONDS = 30.0
+"""Without a progress bar, at most one step line per this many seconds (evaluations always)."""
+TENSORBOARD_HINT = (
+    "hrm train: tensorboard is not installed, so the run logs to train.csv and eval.csv only "
+    "(pip install 'hrm-reasoning[tensorboard]' adds it)"
+)
+_hinted = False  # the hint is printed once per process, however many runs it trains
 
 
 class Window:
@@ -117,8 +126,9 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step or None)
-        except ImportError:  # tensorboard is a declared dependency; keep training without it
+        except ImportError:  # an optional extra: train without it, and say how to get it
             self.writer = None
+            _hint_tensorboard()
         if progress and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
@@ -129,11 +139,28 @@ class Logger:
                 unit="step",
                 dynamic_ncols=True,
             )
+        # Without a bar (no terminal, as under nohup, or --no-progress), a short line now and
+        # then shows that the run is alive and how it goes.
+        self.lines = self.bar is None
+        self.total_steps = total_steps
+        self.last_line = -math.inf
 
     def train_row(self, step: int, row: dict[str, float]) -> None:
+        """One ``train.csv`` row (a :meth:`Window.summary`) at ``step``."""
         if not self.enabled:
             return
         self.train_csv.write({"step": step, **row})
+        now = time.monotonic()
+        if self.lines and (
+            now - self.last_line >= PROGRESS_LINE_SECONDS or step >= self.total_steps
+        ):
+            self.last_line = now
+            print(
+                f"step {step}/{self.total_steps}: loss {row['loss']:.4f}, lr {row['lr']:.2e}, "
+                f"{row['samples_per_s']:.0f} samples/s",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.writer is not None:
             for k, v in row.items():
                 if math.isfinite(v):
@@ -145,6 +172,11 @@ class Logger:
         """One ``eval.csv`` row per tier, at ``minutes`` (wall) and ``cpu_minutes`` of training."""
         for tier, result in results.items():
             self.eval_row(step, result, tier, minutes, cpu_minutes)
+        if self.enabled and self.lines:
+            exact = ", ".join(f"{tier} {r.exact_accuracy:.3f}" for tier, r in results.items())
+            print(
+                f"step {step}/{self.total_steps}: eval exact {exact}", file=sys.stderr, flush=True
+            )
 
     def eval_row(
         self, step: int, result: EvalResult, tier: str, minutes: float, cpu_minutes: float
@@ -187,6 +219,13 @@ class Logger:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _hint_tensorboard() -> None:
+    global _hinted
+    if not _hinted:
+        _hinted = True
+        print(TENSORBOARD_HINT, file=sys.stderr, flush=True)
 
 
 class CsvLog:

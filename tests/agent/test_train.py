@@ -510,7 +510,7 @@ def test_train_command_errors_are_clear(tmp_path, capsys):
         )
         == 2
     )
-    assert "h_cycles" in capsys.readouterr().err
+    assert "--h-cycles must be a positive int" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- difficulty mixes
