@@ -19,8 +19,8 @@ _EXPORTS = {
     "HRMConfig": "hrm_agent.config",
     "load_pretrained": "hrm_agent.reasoner",
     "TorchReasoner": "hrm_agent.reasoner",
-    "TrainConfig": "hrm_agent.train",
-    "Trainer": "hrm_agent.train",
+    "TrainConfig": "hrm_agent.training",
+    "Trainer": "hrm_agent.training",
     "EvalResult": "hrm_agent.evaluate",
     "solve": "hrm_agent.api",
 }
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from hrm_agent.evaluate import EvalResult
     from hrm_agent.model import HRM
     from hrm_agent.reasoner import TorchReasoner, load_pretrained
-    from hrm_agent.train import TrainConfig, Trainer
+    from hrm_agent.training import TrainConfig, Trainer
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Rotary
-from hrm_agent.model import HRM
+from hrm_agent.model import HRM, output_table
 
 FORMAT = "hrm-checkpoint"
 VERSION = 1
@@ -216,6 +216,8 @@ def load_checkpoint(
     if model.rotary is not None:
         # Non-persistent buffers (the RoPE tables) are not in the file: rebuild them for real.
         model.rotary = Rotary(config.head_dim, config.total_seq_len, config.rope_theta)
+    if model.output_allowed is not None:  # so is the output mask, derived from the config
+        model.output_allowed = output_table(config)
     model = model.to(torch.device(map_location))
     model.eval()
     meta = dict(document.get("meta") or {})

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 # name -> (module, help). A module exposes add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("hrm_agent.commands.data", "generate puzzle files (CSV) on all cores"),
-    "train": ("hrm_agent.train", "train an HRM with deep supervision and Q-learning halting"),
+    "train": (
+        "hrm_agent.training.command",
+        "train an HRM with deep supervision and Q-learning halting",
+    ),
     "eval": ("hrm_agent.evaluate", "evaluate a checkpoint on a puzzle file or the test bank"),
     "watch": ("hrm_agent.commands.watch", "watch the model solve puzzles in a pygame window"),
     "bench": ("hrm_agent.commands.bench", "run a benchmark script from benchmarks/"),

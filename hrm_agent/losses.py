@@ -6,7 +6,8 @@ All functions are pure (no module state, no RNG). For one segment of deep superv
 * ``q_halt``: BCE of the halt logit against "this segment's whole answer is correct";
 * ``q_continue``: BCE of the continue logit against a bootstrapped target from the *next*
   segment (:func:`q_targets`; no replay buffer or target network: the large batch of parallel
-  puzzles plays that role, as in the paper's code);
+  puzzles plays that role, as in the paper's code), or the same target fitted one step late
+  (:func:`delayed_q_continue_loss`);
 * ``total = lm + 0.5 * (q_halt + q_continue)`` (paper, Sec. "Adaptive computational time").
 
 Shapes: B batch, S cells, V vocabulary.
@@ -182,6 +183,34 @@ def aux_loss(aux_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     labelled = labels >= 0
     nll = _cell_nll(torch.log_softmax(aux_logits.float(), dim=-1), labels, labelled)
     return nll.sum(-1) / labelled.sum(-1).clamp_min(1).float()
+
+
+def delayed_q_continue_loss(
+    q_continue: torch.Tensor,
+    valid: torch.Tensor,
+    next_q_halt: torch.Tensor,
+    next_q_continue: torch.Tensor,
+) -> torch.Tensor:
+    """Per-sample BCE of a segment's q_continue, fitted one step late (the ``delayed`` bootstrap).
+
+    Instead of running an extra segment without gradient to read the next Q values, the
+    trainer keeps the state the Q head read for a segment and, at the puzzle's next training
+    step, re-reads its q_continue (with the current head) against that step's own Q values.
+    The target is the one :func:`q_targets` gives with ``is_last=False``: a segment at the
+    limit halts, so it has no next step and its row is not ``valid``.
+
+    Args:
+        q_continue: (B,) continue logits re-read from the stored states (with gradient).
+        valid: (B,) bool, True where the puzzle is still the one that state belongs to.
+        next_q_halt: (B,) halt logits of this step's segment.
+        next_q_continue: (B,) continue logits of this step's segment.
+
+    Returns:
+        (B,) float32 loss, 0 at rows that are not valid.
+    """
+    target = q_targets(next_q_halt.detach(), next_q_continue.detach(), False)
+    bce = F.binary_cross_entropy_with_logits(q_continue, target, reduction="none")
+    return torch.where(valid, bce, 0.0)
 
 
 class LossParts(NamedTuple):

@@ -63,6 +63,17 @@ class Outputs(NamedTuple):
     """(B, S, C) logits of the auxiliary target (``config.aux_target``), else None."""
 
 
+def output_table(config: HRMConfig) -> torch.Tensor | None:
+    """The output mask as a (V, V) bool table, row v = the tokens a cell whose input is v may
+    take; None for a config without one."""
+    if config.output_choices is None:
+        return None
+    allowed = torch.zeros(config.vocab_size, config.vocab_size, dtype=torch.bool)
+    for value, choices in enumerate(config.output_choices):
+        allowed[value, list(choices)] = True
+    return allowed
+
+
 class HRM(nn.Module):
     """The HRM network. Build with a config; pass a ``torch.Generator`` for seeded init.
 
@@ -126,14 +137,8 @@ class HRM(nn.Module):
         self.register_buffer("z_H0", z_H0, persistent=True)
         self.register_buffer("z_L0", z_L0, persistent=True)
 
-        # The output mask, (V, V) bool: row v = the tokens a cell whose input is v may take.
         # Derived from the config, so not saved with the weights.
-        allowed = None
-        if config.output_choices is not None:
-            allowed = torch.zeros(config.vocab_size, config.vocab_size, dtype=torch.bool)
-            for value, choices in enumerate(config.output_choices):
-                allowed[value, list(choices)] = True
-        self.register_buffer("output_allowed", allowed, persistent=False)
+        self.register_buffer("output_allowed", output_table(config), persistent=False)
 
     # ------------------------------------------------------------------ helpers
     @property

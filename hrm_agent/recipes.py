@@ -3,8 +3,8 @@
 Each recipe is the best configuration measured on this project's 2-core CPU (the README's
 results tables give the runs and their commands). ``hrm train TASK`` starts from the task's
 recipe unless ``--preset`` is given, in which case the preset and the generic defaults of
-:class:`~hrm_agent.train.TrainConfig` apply (a user who names a preset wants that model).
-Explicit flags override either.
+:class:`~hrm_agent.training.options.TrainConfig` apply (a user who names a preset wants that
+model). Explicit flags override either.
 
 Recipes are plain data: a preset name, model overrides and TrainConfig field values.
 """

@@ -70,7 +70,7 @@ def test_cpu_equivalent_refuses_a_rate_from_a_device_run(tmp_path):
 def test_device_sweep_runs_are_valid_train_commands(sweep):
     import argparse
 
-    from hrm_agent.train import add_arguments, config_from_args
+    from hrm_agent.training.command import add_arguments, config_from_args
 
     device_sweep = _script("device_sweep")
     parser = argparse.ArgumentParser()

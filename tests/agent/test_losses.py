@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hrm_agent.losses import (
+    delayed_q_continue_loss,
     hrm_loss,
     log_stablemax,
     q_targets,
@@ -231,3 +232,15 @@ def test_aux_loss_averages_over_labelled_cells_only():
     assert loss[1] == 0  # a sample with no labelled cell adds nothing
     with pytest.raises(ValueError, match="labels shape"):
         aux_loss(logits, labels[:, :3])
+
+
+def test_delayed_q_continue_loss_fits_the_next_steps_best_value_on_valid_rows():
+    then = torch.tensor([0.3, -1.0, 2.0], requires_grad=True)
+    valid = torch.tensor([True, False, True])
+    q_halt, q_continue = torch.tensor([1.0, 5.0, -2.0]), torch.tensor([-1.0, 0.0, 0.5])
+    loss = delayed_q_continue_loss(then, valid, q_halt, q_continue)
+    target = torch.sigmoid(torch.maximum(q_halt, q_continue))  # never the last segment
+    expected = F.binary_cross_entropy_with_logits(then, target, reduction="none")
+    assert torch.allclose(loss[valid], expected[valid]) and loss[1] == 0.0
+    loss.sum().backward()
+    assert then.grad[1] == 0.0 and then.grad[0] != 0.0  # no gradient through invalid rows

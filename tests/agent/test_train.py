@@ -22,13 +22,11 @@ from safetensors.torch import load_file, save_file
 from hrm_agent import cli
 from hrm_agent.checkpoint import load_checkpoint, load_trainer_state
 from hrm_agent.evaluate import evaluate
-from hrm_agent.train import (
-    TrainConfig,
-    Trainer,
-    TrainingInterrupted,
-    parse_difficulty_mix,
-    train,
-)
+from hrm_agent.training import trainer as trainer_module
+from hrm_agent.training.data import parse_difficulty_mix
+from hrm_agent.training.options import TrainConfig
+from hrm_agent.training.stops import TrainingDiverged, TrainingInterrupted
+from hrm_agent.training.trainer import Trainer, train
 from hrm_env.puzzles import sudoku
 from hrm_env.puzzles.tasks import PuzzleBatch, SudokuTask, get_task
 
@@ -512,7 +510,7 @@ def test_train_command_errors_are_clear(tmp_path, capsys):
         )
         == 2
     )
-    assert "h_cycles" in capsys.readouterr().err
+    assert "--h-cycles must be a positive int" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- difficulty mixes
@@ -1037,7 +1035,7 @@ def test_recipe_fills_only_the_flags_not_given(tmp_path):
     """Without --preset the task's recipe sets the model and schedule; explicit flags win;
     with --preset the generic defaults apply."""
     from hrm_agent.recipes import recipe_for
-    from hrm_agent.train import add_arguments, config_from_args
+    from hrm_agent.training.command import add_arguments, config_from_args
 
     def parse(*argv: str):
         import argparse
@@ -1091,20 +1089,18 @@ def test_delayed_q_bootstrap_trains_q_continue_and_resumes_bit_for_bit(tmp_path)
 
 
 def test_a_diverged_loss_stops_training_with_a_clear_error_and_saves_nothing(tmp_path, monkeypatch):
-    import hrm_agent.train as train_module
-
     config = tiny(tmp_path, "nan", steps=6, checkpoint_every=2)
     trainer = Trainer(config)
     trainer.fit(stop_at=2)  # a good save at step 2
     saved = load_file(f"{trainer.stem}.safetensors")
-    real = train_module.hrm_loss
+    real = trainer_module.hrm_loss
 
     def poisoned(*args, **kwargs):
         parts = real(*args, **kwargs)
         return parts._replace(total=parts.total * float("nan"))
 
-    monkeypatch.setattr(train_module, "hrm_loss", poisoned)
-    with pytest.raises(train_module.TrainingDiverged, match="diverged at step 3"):
+    monkeypatch.setattr(trainer_module, "hrm_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
         trainer.fit()
     trainer.close()
     after = load_file(f"{trainer.stem}.safetensors")
@@ -1123,7 +1119,6 @@ def test_eval_tiers_are_the_same_puzzles_whatever_the_seed_and_the_other_tiers(t
 def test_closest_targets_supervise_the_tied_path_the_model_favours(tmp_path, monkeypatch):
     """With targets="closest" each step's labels are the task's pick from the model's own
     logits (a shortest path among the tied ones), and they are what the loss compares with."""
-    import hrm_agent.train as train_module
     from hrm_env.puzzles import maze
     from hrm_env.puzzles.tasks import MazeTask
 
@@ -1137,13 +1132,13 @@ def test_closest_targets_supervise_the_tied_path_the_model_favours(tmp_path, mon
 
     monkeypatch.setattr(MazeTask, "closest_targets", spy)
     seen = []
-    real_loss = train_module.hrm_loss
+    real_loss = trainer_module.hrm_loss
 
     def loss_spy(out, labels, *args, **kwargs):
         seen.append(labels.cpu().numpy())
         return real_loss(out, labels, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "hrm_loss", loss_spy)
+    monkeypatch.setattr(trainer_module, "hrm_loss", loss_spy)
     config = tiny(
         tmp_path,
         task="maze",
@@ -1163,7 +1158,7 @@ def test_closest_targets_supervise_the_tied_path_the_model_favours(tmp_path, mon
 
 
 def test_lineage_totals_count_device_runs_in_cpu_minutes_only_when_converted():
-    from hrm_agent.train import lineage_totals
+    from hrm_agent.training.lineage import lineage_totals
 
     cpu = {"run": "a", "steps": 100, "minutes": 2.0, "cpu_minutes": 1.5, "device": "cpu"}
     gpu = {"run": "b", "steps": 300, "minutes": 1.0, "cpu_minutes": 1.0, "device": "cuda (H200)"}
@@ -1175,3 +1170,71 @@ def test_lineage_totals_count_device_runs_in_cpu_minutes_only_when_converted():
     converted = lineage_totals([cpu, {**gpu, "cpu_minutes_equivalent": 3.0}])
     assert converted["total_cpu_minutes"] == 4.5 and converted["total_cpu_minutes_complete"]
     assert lineage_totals([cpu])["total_cpu_minutes_complete"]
+
+
+def test_the_old_import_path_names_the_same_objects():
+    """``hrm_agent.train`` stays a re-export of the training package (users' and torchrun's)."""
+    import hrm_agent
+    import hrm_agent.train as old
+    import hrm_agent.training as package
+
+    for name in package.__all__:
+        assert getattr(old, name) is getattr(package, name), name
+    assert old.add_arguments is cli._load("train").add_arguments
+    assert hrm_agent.Trainer is Trainer and hrm_agent.TrainConfig is TrainConfig
+
+
+def test_maze_flags_reach_the_model_and_run_config():
+    """--output-mask and --aux-target take what they need from the task; the segment weights
+    and the block flags reach their configs; a task without a mask says so."""
+    import argparse
+
+    from hrm_agent.training.command import add_arguments, config_from_args
+    from hrm_env.puzzles.tasks import get_task
+
+    def parse(*argv: str):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from_args(parser.parse_args(list(argv)))
+
+    config = parse(
+        "maze", "--output-mask", "--aux-target", "distance3", "--aux-weight", "0.5",
+        "--segment-weighting", "linear", "--conv-mix", "full", "--zero-init-residual",
+    )  # fmt: skip
+    model = config.model_config()
+    assert model.output_choices == get_task("maze").output_choices
+    assert (model.aux_target, model.aux_classes) == ("distance3", 4)
+    assert (model.conv_mix, model.zero_init_residual) == ("full", True)
+    assert (config.aux_weight, config.segment_weighting) == (0.5, "linear")
+    plain = parse("maze").model_config()
+    assert plain.output_choices is None and plain.aux_target is None
+    with pytest.raises(ValueError, match="--output-mask: task 'sudoku' has no output mask"):
+        parse("sudoku", "--output-mask")
+    with pytest.raises(ValueError, match="no target 'depth'"):
+        parse("maze", "--aux-target", "depth")
+
+
+def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
+    """A few steps with the maze levers on: the loss is finite, the masked model keeps walls,
+    S and G in every answer, and the checkpoint reloads with its mask and aux head."""
+    from hrm_env.puzzles.tasks import get_task
+
+    task = get_task("maze")
+    config = TrainConfig(
+        task="maze", preset="tiny", batch_size=2, steps=3, lr=1e-3, eval_size=2,
+        eval_difficulty="easy", out_dir=str(tmp_path / "m"), progress=False,
+        segment_weighting="linear",
+        overrides={"mixer": "conv", "hidden_size": 16, "expansion": 2.0, "h_cycles": 1,
+                   "max_segments": 2, "output_choices": task.output_choices,
+                   "aux_target": "on-path", "aux_classes": 2},
+    )  # fmt: skip
+    result = train(config)
+    model, model_config, _ = load_checkpoint(result.checkpoint)
+    assert model_config.output_choices == task.output_choices and model.aux_head is not None
+    batch = task.sample(np.random.default_rng(0), 2, "easy")
+    tokens = torch.from_numpy(batch.inputs.astype(np.int64))
+    with torch.no_grad():
+        _, out = model(model.initial_carry(2), tokens)
+    answer = out.logits.argmax(-1)
+    fixed = tokens != 2
+    assert torch.equal(answer[fixed], tokens[fixed])
