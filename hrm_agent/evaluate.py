@@ -319,7 +319,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="puzzle file (CSV, or .txt for Sudoku); default: the task's bundled test set",
+        help="puzzle file (CSV, or .txt for Sudoku) or a bundled test set by name (sudoku: "
+        "extreme, extreme-mix); default: the task's bundled test set (sudoku: extreme)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -358,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
     # The model first: a wrong or corrupt checkpoint fails before any data is read.
     model, meta = load_model(task.name, args.checkpoint, args.device)
-    data = task.test_set() if args.data is None else task.load(args.data)
+    data = task.eval_data(args.data)
     if args.limit is not None:
         data = data[: args.limit]
     if len(data) == 0:

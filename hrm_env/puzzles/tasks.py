@@ -73,6 +73,10 @@ class Task:
         grid_shape: (rows, cols) for drawing.
         difficulties: the tiers ``sample`` accepts.
         default_difficulty: the tier used when none is given.
+        test_tiers: the tiers among ``difficulties`` drawn from held-out test puzzles: for
+            evaluation and environments, never for training.
+        test_sets: names of the bundled test sets ``test_set(name)`` gives besides the default
+            one (``hrm eval --data NAME`` takes them).
     """
 
     name: str
@@ -81,6 +85,8 @@ class Task:
     grid_shape: tuple[int, int]
     difficulties: tuple[str, ...]
     default_difficulty: str
+    test_tiers: tuple[str, ...] = ()
+    test_sets: tuple[str, ...] = ()
 
     def check_difficulty(self, difficulty: str | None) -> str:
         """Return the tier to use, raising ``ValueError`` for an unknown one."""
@@ -105,9 +111,24 @@ class Task:
         """Apply one random validity-preserving transform per row to puzzle and answer."""
         raise NotImplementedError
 
-    def test_set(self) -> PuzzleBatch:
-        """The held-out puzzles that evaluation and benchmarks use (never seen in training)."""
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        """The held-out puzzles that evaluation and benchmarks use (never seen in training):
+        the default set, or the bundled one called ``name`` (one of ``test_sets``)."""
         raise NotImplementedError
+
+    def _check_test_set(self, name: str | None) -> None:
+        if name is not None and name not in self.test_sets:
+            known = ", ".join(self.test_sets) or "none besides the default"
+            raise ValueError(f"unknown test set {name!r} for task {self.name!r}; known: {known}")
+
+    def eval_data(self, data: str | os.PathLike[str] | None) -> PuzzleBatch:
+        """What ``hrm eval --data`` means: None the default test set, a name of ``test_sets``
+        that is not also an existing file that bundled set, anything else a puzzle file."""
+        if data is None:
+            return self.test_set()
+        if str(data) in self.test_sets and not os.path.exists(data):
+            return self.test_set(str(data))
+        return self.load(data)
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
         """Read a user's puzzle file (CSV, or .txt for Sudoku); answers are solved if absent."""
@@ -178,8 +199,15 @@ class SudokuTask(Task):
         self.seq_len = size * size
         self.vocab_size = sudoku.VOCAB_SIZE
         self.grid_shape = (size, size)
-        self.difficulties = tuple(sudoku.TIERS) if size == 9 else tuple(sudoku.MINI_TIERS)
+        self.difficulties = (
+            tuple(sudoku.TIERS) + tuple(sudoku.TEST_TIERS)
+            if size == 9
+            else tuple(sudoku.MINI_TIERS)
+        )
         self.default_difficulty = "extreme" if size == 9 else self.difficulties[0]
+        self.test_tiers = tuple(sudoku.TEST_TIERS) if size == 9 else ()
+        # "extreme" names the default (hardest) bank, so it can be asked for by name too.
+        self.test_sets = ("extreme", *sudoku.TEST_TIERS) if size == 9 else ()
 
     def sample(
         self, rng: np.random.Generator, n: int, difficulty: str | None = None
@@ -194,7 +222,11 @@ class SudokuTask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         return self._sudoku.augment(rng, inputs, targets)
 
-    def test_set(self) -> PuzzleBatch:
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        self._check_test_set(name)
+        if name in self._sudoku.TEST_TIERS:
+            s = self._sudoku.load_bank(name)
+            return PuzzleBatch(s.questions, s.answers, np.asarray(s.ratings, dtype=np.int32))
         return _sudoku_test_set(self.size)
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
@@ -298,7 +330,8 @@ class MazeTask(Task):
             targets.shape
         )
 
-    def test_set(self) -> PuzzleBatch:
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        self._check_test_set(name)
         return _maze_test_set()
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
