@@ -289,6 +289,20 @@ class SudokuTask(Task):
     def cell_mask(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(inputs) == 0
 
+    def check_rules(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """(B,) bool: each prediction is a complete grid that keeps its puzzle's givens and
+        holds every digit once in each row, column and box. A check, never a search: it
+        needs no solution, and for a puzzle with one solution it passes only that one."""
+        inputs = self._check_grids(inputs, "puzzles")
+        predictions = self._check_grids(predictions, "predictions").astype(np.int64)
+        units = self._sudoku._units(self.size)  # (3n, n) cell indices
+        keeps = np.all((inputs == 0) | (inputs == predictions), axis=1)
+        digits = predictions[:, units]  # (B, 3n, n)
+        in_range = np.all((predictions >= 1) & (predictions <= self.size), axis=1)
+        # A unit holds each digit once exactly when its sorted digits are 1..n.
+        full = np.all(np.sort(digits, axis=2) == np.arange(1, self.size + 1), axis=(1, 2))
+        return keeps & in_range & full
+
 
 class MazeTask(Task):
     """30x30 mazes. Correct = the predicted path is a valid shortest path from S to G."""
