@@ -129,8 +129,10 @@ def run_sources(args: argparse.Namespace, model: Any) -> None:
         wall, cpu = time.perf_counter(), _cpu()
         t = trajectories_of(model, puzzles, k, diversity, args.seed, args.batch_size)
         rules = rule_accuracy(get_task("sudoku"), puzzles.inputs, puzzles.targets, t)
+        plain = rule_accuracy(get_task("sudoku"), puzzles.inputs, puzzles.targets, prefix(t, 1))
         row = {
             "source": diversity.label(),
+            "plain": plain["q"]["exact_accuracy"],
             "diversity": dataclasses.asdict(diversity),
             "k": k,
             "rules": rules,
@@ -141,7 +143,7 @@ def run_sources(args: argparse.Namespace, model: Any) -> None:
         print(
             f"{row['source']:>14}  "
             + "  ".join(f"{r} {rules[r]['exact_accuracy']:.3f}" for r in RULES if rules[r])
-            + f"  ({row['cpu_s']:.0f} CPU-s)",
+            + f"  (K=1 {row['plain']:.3f}; {row['cpu_s']:.0f} CPU-s)",
             flush=True,
         )
         _write(args.out / "sources.json", {"data": args.data, "n": len(puzzles), "rows": rows})

@@ -371,7 +371,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``reward``: ``"exact"`` (default) or ``"cells"``.
     - ``step_cost``: cost of each continue, >= 0 (default 0.01).
     - ``max_cycles``: cycles after which the env halts by itself, >= 1 (default 16).
-    - ``difficulty``: puzzle tier (Sudoku ``easy|medium|hard|extreme``, maze
+    - ``difficulty``: puzzle tier (Sudoku ``easy|medium|hard|extreme|extreme-mix``, maze
       ``easy|medium|hard``); default the task's default tier.
     - ``dataset``: a puzzle file (CSV as Sudoku-Extreme / Maze-Hard, or Sudoku ``.txt``) to
       draw puzzles from instead of the generator.
