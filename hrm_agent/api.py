@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.evaluate import HALT_MODES, iterate_cycles
+from hrm_agent.evaluate import HALT_MODES
 from hrm_agent.reasoner import load_model
+from hrm_agent.sampling import (
+    MODEL_RULES,
+    Diversity,
+    check_samples,
+    chosen,
+    run_trajectories,
+    select,
+)
 from hrm_env.puzzles.tasks import get_task
 
 __all__ = ["solve"]
@@ -37,6 +45,10 @@ def solve(
     halt: str = "q",
     max_segments: int | None = None,
     batch_size: int = 256,
+    samples: int = 1,
+    seed: int = 0,
+    rule: str = "q",
+    diversity: Diversity | None = None,
 ) -> np.ndarray:
     """Solve one puzzle or many with a trained HRM.
 
@@ -51,18 +63,27 @@ def solve(
         halt: ``"q"`` answers at the first segment end where the Q head halts (or at the
             limit); ``"max"`` always runs all cycles.
         max_segments: segment limit (default: the checkpoint's).
-        batch_size: puzzles per forward pass.
+        batch_size: puzzles per forward pass (each with ``samples`` rows).
+        samples: trajectories per puzzle, run in one batch (``hrm_agent.sampling``); 1 is
+            the plain model. Trajectory 0 is always the noise-free one.
+        seed: seed of the trajectories' noise (same seed, same answers).
+        rule: how one answer is picked from them, by the model alone: ``"q"`` (highest
+            ``q_halt``), ``"first"`` (first to halt) or ``"vote"`` (most frequent answer).
+        diversity: the noise (default ``sampling.DEFAULT_DIVERSITY``).
 
     Returns:
         uint8 answers: (S,) for one puzzle, (B, S) for many.
 
     Raises:
-        ValueError: a malformed puzzle (naming which and what is wrong), an unknown task or
-            halting rule, or a checkpoint for another task.
+        ValueError: a malformed puzzle (naming which and what is wrong), an unknown task,
+            halting or selection rule, a bad ``samples``, or a checkpoint for another task.
         FileNotFoundError: no such checkpoint.
     """
     if halt not in HALT_MODES:
         raise ValueError(f"halt must be one of {HALT_MODES}, got {halt!r}")
+    if rule not in MODEL_RULES:
+        raise ValueError(f"rule must be one of {MODEL_RULES}, got {rule!r}")
+    samples = check_samples(samples)
     spec = get_task(task)
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
     grids, single = _parse(spec, puzzles)
@@ -70,20 +91,10 @@ def solve(
     for lo in range(0, len(grids), batch_size):
         chunk = grids[lo : lo + batch_size]
         tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.device)
-        done = np.zeros(len(chunk), dtype=bool)
-        out = answers[lo : lo + len(chunk)]
-        last = None
-        for r in iterate_cycles(model, tokens, max_segments):
-            last = r
-            if halt == "q" and r.segment_end:
-                stop = (r.q_halt > r.q_continue).cpu().numpy() & ~done
-                if stop.any():
-                    out[stop] = r.predictions.cpu().numpy()[stop].astype(np.uint8)
-                    done |= stop
-                if done.all():
-                    break
-        if last is not None and not done.all():
-            out[~done] = last.predictions.cpu().numpy()[~done].astype(np.uint8)
+        trajectories = run_trajectories(
+            model, tokens, samples, diversity, seed + lo, max_segments, use_q=halt == "q"
+        )
+        answers[lo : lo + len(chunk)] = chosen(trajectories, select(trajectories, rule))
     return answers[0] if single else answers
 
 

@@ -28,6 +28,19 @@ import torch
 
 from hrm_agent.devices import resolve_device
 from hrm_agent.reasoner import load_model, shipped_checkpoint
+from hrm_agent.sampling import (
+    DEFAULT_DIVERSITY,
+    Diversity,
+    HaltTracker,
+    Trajectories,
+    TrajectoryNoise,
+    add_diversity_arguments,
+    check_samples,
+    diversity_from_args,
+    make_noise,
+    repeat_rows,
+    rule_accuracy,
+)
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = ["EvalResult", "CycleReadout", "evaluate", "iterate_cycles", "run", "add_arguments"]
@@ -52,7 +65,10 @@ class CycleReadout:
 
 
 def iterate_cycles(
-    model: Any, tokens: torch.Tensor, max_segments: int | None = None
+    model: Any,
+    tokens: torch.Tensor,
+    max_segments: int | None = None,
+    noise: TrajectoryNoise | None = None,
 ) -> Iterator[CycleReadout]:
     """Run a batch from the initial state and yield the readout after every cycle.
 
@@ -63,6 +79,8 @@ def iterate_cycles(
         model: the network.
         tokens: (B, S) integer puzzle tokens on the model's device.
         max_segments: segments to run (default: ``model.config.max_segments``).
+        noise: diversity added around the model (``hrm_agent.sampling``): to the initial
+            carry, to the carry entering every later cycle and to the injected input.
 
     Yields:
         One :class:`CycleReadout` per cycle, ``N * max_segments`` in all.
@@ -75,8 +93,13 @@ def iterate_cycles(
     with torch.inference_mode():
         x = model.embed(tokens)
         carry = model.initial_carry(tokens.shape[0], tokens.device)
+        if noise is not None:
+            carry = noise.initial(carry)
         for index in range(segments * n_per_segment):
-            carry = model.cycle(carry, x)
+            if noise is None:
+                carry = model.cycle(carry, x)
+            else:
+                carry = model.cycle(noise.perturb(carry) if index else carry, noise.inject(x))
             out = model.readout(carry, tokens)
             yield CycleReadout(
                 cycle=index + 1,
@@ -121,6 +144,18 @@ class EvalResult:
     """(n,) int cycle at which each puzzle halted by the Q head."""
     correct: np.ndarray = field(repr=False)
     """(n,) bool: correct after the last cycle."""
+    samples: int = 1
+    """K, trajectories per puzzle (trajectory 0 is the plain model; every figure above is
+    trajectory 0's)."""
+    diversity: str = "none"
+    """Where the other trajectories' differences came from (``Diversity.label``)."""
+    seed: int = 0
+    """Seed of the trajectories' noise."""
+    rules: dict[str, dict[str, float] | None] | None = None
+    """Per selection rule (``hrm_agent.sampling.RULES``) over the K trajectories halting by
+    their Q heads: ``exact_accuracy`` and ``mean_cycles`` (all K trajectories' cycles)."""
+    trajectories: Trajectories | None = field(default=None, repr=False)
+    """The K trajectories per puzzle at their Q-head halts."""
     path: dict[str, float] | None = None
     """Maze only: precision and recall of the predicted path cells against the reference
     path (micro-averaged over puzzles; a different path of the same length counts as misses),
@@ -173,6 +208,12 @@ class EvalResult:
             "q_halting": at_q,
             "accuracy_per_cycle": [float(v) for v in self.exact_per_cycle],
             "cell_accuracy_per_cycle": [float(v) for v in self.cell_per_cycle],
+            "samples": {
+                "k": self.samples,
+                "seed": self.seed,
+                "diversity": self.diversity,
+                "rules": None if self.rules is None else dict(self.rules),
+            },
             **({} if self.path is None else {"path": dict(self.path)}),
         }
 
@@ -185,6 +226,9 @@ def evaluate(
     device: torch.device | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    samples: int = 1,
+    diversity: Diversity | None = None,
+    seed: int = 0,
 ) -> EvalResult:
     """Run every puzzle through all cycles and score it after each one.
 
@@ -197,6 +241,11 @@ def evaluate(
             there (default: where it is).
         batch_size: puzzles per forward pass.
         progress: show a tqdm bar over batches.
+        samples: trajectories per puzzle, run in the same batch (``batch_size`` puzzles times
+            ``samples`` rows); the per-cycle and halting figures are trajectory 0's (the plain
+            model's), ``rules`` scores the selection rules over all of them.
+        diversity: their noise (default ``sampling.DEFAULT_DIVERSITY``).
+        seed: seed of the noise (same seed and batch size, same answers).
 
     Returns:
         The :class:`EvalResult`.
@@ -228,6 +277,8 @@ def evaluate(
     halt_cycles = np.zeros(n, dtype=np.int64)
     correct = np.zeros(n, dtype=bool)
     q_halt_agree = 0
+    samples = check_samples(samples)
+    parts: list[Trajectories] = []
 
     was_training = model.training
     model.eval()
@@ -241,27 +292,27 @@ def evaluate(
         for lo in starts:
             hi = min(lo + batch_size, n)
             inputs, targets = batch.inputs[lo:hi], batch.targets[lo:hi]
-            tokens = torch.from_numpy(inputs.astype(np.int64)).to(device)
-            halted = np.zeros(hi - lo, dtype=bool)
-            for r in iterate_cycles(model, tokens, segments):
-                preds = r.predictions.to(torch.uint8).cpu().numpy()
+            rows = repeat_rows(torch.from_numpy(inputs.astype(np.int64)).to(device), samples)
+            # One seed per batch, from the seed and the batch's start: reproducible per batch.
+            batch_seed = int(np.random.SeedSequence([seed, lo]).generate_state(1)[0])
+            noise = make_noise(diversity, hi - lo, samples, batch_seed, device)
+            tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles)
+            for r in iterate_cycles(model, rows, segments, noise=noise):
+                every = r.predictions.to(torch.uint8).cpu().numpy()  # (B * K, S)
+                tracker.update(r, every)
+                preds = every[::samples]  # trajectory 0 of each puzzle
                 ok = np.asarray(task.is_correct(inputs, preds, targets), dtype=bool)
                 exact_hits[r.cycle - 1] += int(ok.sum())
                 cell_sums[r.cycle - 1] += float(task.cell_accuracy(inputs, preds, targets).sum())
-                if r.segment_end:
-                    # Q halting: the first segment end where halting beats continuing; the
-                    # last cycle halts everyone still running.
-                    wants = (r.q_halt > r.q_continue).cpu().numpy()
-                    if r.cycle == n_cycles:
-                        wants = np.ones_like(wants)
-                    new = wants & ~halted
-                    q_preds[lo:hi][new] = preds[new]
-                    halt_cycles[lo:hi][new] = r.cycle
-                    halted |= new
                 if r.cycle == n_cycles:
                     final_preds[lo:hi] = preds
                     correct[lo:hi] = ok
-                    q_halt_agree += int(((r.q_halt > 0).cpu().numpy() == ok).sum())
+                    q_final = r.q_halt[::samples].cpu().numpy()
+                    q_halt_agree += int(((q_final > 0) == ok).sum())
+            # Q halting: the first segment end where halting beats continuing, else the last.
+            q_preds[lo:hi] = tracker.answers[::samples]
+            halt_cycles[lo:hi] = tracker.cycles[::samples]
+            parts.append(Trajectories.from_tracker(tracker, samples))
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start
@@ -276,6 +327,12 @@ def evaluate(
             ),
         }
     denominator = max(n, 1)
+    trajectories = Trajectories.concat(parts) if parts else None
+    rules = (
+        None
+        if trajectories is None
+        else rule_accuracy(task, batch.inputs, batch.targets, trajectories)
+    )
     q_ok = np.asarray(task.is_correct(batch.inputs, q_preds, batch.targets), dtype=bool)
     q_cells = task.cell_accuracy(batch.inputs, q_preds, batch.targets)
     return EvalResult(
@@ -294,6 +351,13 @@ def evaluate(
         q_predictions=q_preds,
         halt_cycles=halt_cycles,
         correct=correct,
+        samples=samples,
+        diversity=(DEFAULT_DIVERSITY if diversity is None else diversity).label()
+        if samples > 1
+        else "none",
+        seed=seed,
+        rules=rules,
+        trajectories=trajectories,
         path=path,
     )
 
@@ -319,7 +383,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="puzzle file (CSV, or .txt for Sudoku); default: the task's bundled test set",
+        help="puzzle file (CSV, or .txt for Sudoku) or a bundled test set by name (sudoku: "
+        "extreme, extreme-mix); default: the task's bundled test set (sudoku: extreme)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -347,6 +412,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)"
     )
+    add_diversity_arguments(parser)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the trajectories' noise (default 0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -356,9 +425,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.max_segments is not None and args.max_segments < 1:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
+    diversity = diversity_from_args(args)
     # The model first: a wrong or corrupt checkpoint fails before any data is read.
     model, meta = load_model(task.name, args.checkpoint, args.device)
-    data = task.test_set() if args.data is None else task.load(args.data)
+    data = task.eval_data(args.data)
     if args.limit is not None:
         data = data[: args.limit]
     if len(data) == 0:
@@ -371,6 +441,9 @@ def run(args: argparse.Namespace) -> int:
         max_segments=args.max_segments,
         batch_size=args.batch_size,
         progress=show_progress,
+        samples=args.samples,
+        diversity=diversity,
+        seed=args.seed,
     )
     summary = result.to_json(args.halt)
     summary["data"] = "test set" if args.data is None else str(args.data)
@@ -406,6 +479,7 @@ def format_table(result: EvalResult, summary: dict[str, Any]) -> str:
                 f"{result.path['copy_cell_accuracy']:.3f}"
             ]
         ),
+        *_format_rules(result),
         "",
         f"{'cycle':>5}{'exact':>8}{'cells':>8}",
     ]
@@ -416,6 +490,30 @@ def format_table(result: EvalResult, summary: dict[str, Any]) -> str:
         )
     lines.append("(| marks a segment end, where the Q head may halt)")
     return "\n".join(lines)
+
+
+def _format_rules(result: EvalResult) -> list[str]:
+    """The selection rules' lines of the table (none for a single trajectory)."""
+    if result.samples == 1 or result.rules is None:
+        return []
+    lines = [
+        "",
+        f"{result.samples} trajectories per puzzle (noise: {result.diversity}, seed "
+        f"{result.seed}), each halting by its Q head; one answer picked by",
+        f"{'rule':<34}{'exact':>8}{'cycles':>9}",
+    ]
+    names = {
+        "q": "highest q_halt (model)",
+        "first": "first to halt (model)",
+        "vote": "majority vote (model)",
+        "checker": "rule checker (pass@K, bound)",
+    }
+    for rule, figures in result.rules.items():
+        if figures is not None:
+            lines.append(
+                f"{names[rule]:<34}{figures['exact_accuracy']:>8.3f}{figures['mean_cycles']:>9.1f}"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -559,7 +559,7 @@ def run(args: argparse.Namespace) -> int:
         source = args.checkpoint or f"shipped {spec.name} checkpoint"
     if args.max_cycles is None:
         args.max_cycles = model_max_cycles(reasoner)
-    puzzles = spec.load(args.data) if args.data else spec.test_set()
+    puzzles = spec.eval_data(args.data or None)
     puzzles = puzzles[: args.n]
 
     recording = load_or_record(

@@ -15,6 +15,7 @@ Shapes: B batch (sub-environments), S cells, L = 1 + S positions, D hidden, V vo
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from hrm_agent.checkpoint import checkpoint_paths, load_checkpoint
 from hrm_agent.devices import resolve_device
 from hrm_agent.model import HRM, Carry, Outputs
+from hrm_agent.sampling import DEFAULT_DIVERSITY, Diversity, TrajectoryNoise
 from hrm_env.envs.reasoner import CycleOutput
 
 __all__ = ["CycleOutput", "TorchReasoner", "TorchState", "load_model", "load_pretrained"]
@@ -39,12 +41,14 @@ class TorchState:
         x: (B, L, D) embedded puzzles (the input injection), cached across cycles.
         inputs: (B, S) uint8 puzzles.
         cycles: (B,) int64 high-level cycles run since each row's reset.
+        noise: the rows' trajectory noise (``hrm_agent.sampling``), None without diversity.
     """
 
     carry: Carry
     x: torch.Tensor
     inputs: np.ndarray
     cycles: np.ndarray
+    noise: TrajectoryNoise | None = None
 
 
 def _task_names() -> tuple[str, ...]:
@@ -102,6 +106,9 @@ class TorchReasoner:
         self.vocab_size = model.config.vocab_size
         self.latent_size = model.config.hidden_size
 
+    #: ``reset`` takes ``diversity``/``seed``/``clean``: rows can be diverse trajectories.
+    supports_diversity = True
+
     @property
     def device(self) -> torch.device:
         """Device the model runs on."""
@@ -134,22 +141,39 @@ class TorchReasoner:
         inputs: np.ndarray,
         state: TorchState | None = None,
         mask: np.ndarray | None = None,
+        *,
+        diversity: Diversity | Mapping[str, float] | None = None,
+        seed: int = 0,
+        clean: np.ndarray | None = None,
     ) -> TorchState:
         """Fresh state for (B, S) ``inputs``; with ``state`` and ``mask`` only masked rows.
 
+        Args:
+            inputs: the puzzles.
+            state, mask: a state to reset in the masked rows only (their noise, if any, is
+                kept: the masked rows get a fresh noisy start from it).
+            diversity: make the rows diverse trajectories (``hrm_agent.sampling``): a
+                ``Diversity`` or its fields as a dict (``{}``: the default source); None runs
+                the plain model. Only on a full reset.
+            seed: seed of the noise.
+            clean: (B,) bool, rows that run without noise (default: none).
+
         Raises:
-            ValueError: for inputs of the wrong shape, dtype or token range, or a mask that
-                does not fit the state.
+            ValueError: for inputs of the wrong shape, dtype or token range, a mask that
+                does not fit the state, or bad diversity fields.
         """
         inputs = self._check_inputs(inputs)
         B = inputs.shape[0]
         with torch.inference_mode():
             if state is None or mask is None:
+                noise = self._noise(diversity, seed, clean, B)
+                carry = self.model.initial_carry(B, self.device)
                 return TorchState(
-                    carry=self.model.initial_carry(B, self.device),
+                    carry=carry if noise is None else noise.initial(carry),
                     x=self._embed(inputs),
                     inputs=inputs,
                     cycles=np.zeros(B, dtype=np.int64),
+                    noise=noise,
                 )
             mask = np.asarray(mask)
             if mask.dtype != bool or mask.shape != (len(state.inputs),):
@@ -163,12 +187,36 @@ class TorchReasoner:
                 return state
             rows = torch.from_numpy(mask).to(self.device)
             x = torch.where(rows.view(B, 1, 1), self._embed(inputs), state.x)
+            carry = self.model.reset_carry(state.carry, rows)
+            if state.noise is not None:
+                carry = _where_rows(rows, state.noise.initial(carry), carry)
             return TorchState(
-                carry=self.model.reset_carry(state.carry, rows),
+                carry=carry,
                 x=x,
                 inputs=np.where(mask[:, None], inputs, state.inputs),
                 cycles=np.where(mask, 0, state.cycles),
+                noise=state.noise,
             )
+
+    def _noise(
+        self,
+        diversity: Diversity | Mapping[str, float] | None,
+        seed: int,
+        clean: np.ndarray | None,
+        rows: int,
+    ) -> TrajectoryNoise | None:
+        if diversity is None:
+            return None
+        if not isinstance(diversity, Diversity):
+            diversity = Diversity(**diversity) if diversity else DEFAULT_DIVERSITY
+        if not diversity.active:
+            return None
+        clean = np.zeros(rows, dtype=bool) if clean is None else np.asarray(clean, dtype=bool)
+        if clean.shape != (rows,):
+            raise ValueError(f"clean must be a ({rows},) bool array, got shape {clean.shape}")
+        noisy = torch.from_numpy(~clean).to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        return TrajectoryNoise(diversity, noisy, generator)
 
     def _advance(
         self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None
@@ -188,7 +236,13 @@ class TorchReasoner:
     def cycle(self, state: TorchState) -> tuple[TorchState, CycleOutput]:
         """One high-level cycle for every row, then the readout (logits, Q, pooled z_H)."""
         with torch.inference_mode():
-            carry, out = self._advance(state.carry, state.x, self._tokens(state.inputs))
+            carry, x = state.carry, state.x
+            if state.noise is not None:
+                # Rows on their first cycle start from their (noisy) initial state as is.
+                started = torch.from_numpy(state.cycles > 0).to(self.device)
+                carry = _where_rows(started, state.noise.perturb(carry), carry)
+                x = state.noise.inject(x)
+            carry, out = self._advance(carry, x, self._tokens(state.inputs))
             latent = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D), cells only
             q = torch.stack((out.q_halt, out.q_continue), dim=1)  # (B, 2)
             result = CycleOutput(
@@ -196,7 +250,7 @@ class TorchReasoner:
                 q=q.float().cpu().numpy(),
                 latent=latent.cpu().numpy(),
             )
-        return TorchState(carry, state.x, state.inputs, state.cycles + 1), result
+        return TorchState(carry, state.x, state.inputs, state.cycles + 1, state.noise), result
 
     def __repr__(self) -> str:
         c = self.model.config
@@ -204,6 +258,12 @@ class TorchReasoner:
             f"TorchReasoner(task={self.task!r}, hidden={c.hidden_size}, "
             f"layers={c.h_layers}+{c.l_layers}, T={c.l_cycles}, device={self.device})"
         )
+
+
+def _where_rows(rows: torch.Tensor, a: Carry, b: Carry) -> Carry:
+    """``a`` in the rows where ``rows`` (B,) bool is True, ``b`` elsewhere."""
+    m = rows.view(-1, 1, 1)
+    return Carry(torch.where(m, a.z_H, b.z_H), torch.where(m, a.z_L, b.z_L))
 
 
 def shipped_checkpoint(task: str) -> Path:

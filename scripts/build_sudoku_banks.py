@@ -1,15 +1,24 @@
-"""Build the bundled Sudoku banks ``hrm_env/data/sudoku_{train,test}.npz``.
+"""Build the bundled Sudoku banks ``hrm_env/data/sudoku_{train,test,extreme_mix}.npz``.
 
 Reads the public collections in ``../shared/data/sudoku/*.txt`` (17-clue, magictour top1465,
 forum hardest 1905 11+, forum hardest 1106), solves and rates every puzzle, drops the invalid,
 non-unique and duplicate ones, and splits the rest by *source puzzle*: puzzles are grouped by
 ``sudoku.signature``, which no augmentation changes, and whole groups go to one side, so no
-test puzzle is a transform of a train puzzle. The test bank takes the groups holding the
-hardest puzzles (highest rating) of the hard collections until it has ``--test-size`` puzzles.
+test puzzle is a transform of a train puzzle. Two test banks are taken out of training:
+
+* ``test`` (the ``extreme`` benchmark): the groups holding the hardest puzzles (highest
+  rating) of the hard collections, until it has ``--test-size`` puzzles;
+* ``extreme_mix`` (the ``extreme-mix`` tier, the paper's Sudoku-Extreme kind of test split):
+  ``--mix-size`` puzzles drawn uniformly at random (seed ``--mix-seed``) from all four
+  collections, one per group, so it is as hard as the collections are on average. A draw may
+  land on a puzzle of ``test``; both are test banks, so that costs nothing.
+
+``train`` keeps every group that neither test bank touches.
 
 Run from the repository root:
 
-    python scripts/build_sudoku_banks.py [--src ../shared/data/sudoku] [--test-size 1500]
+    python scripts/build_sudoku_banks.py [--src ../shared/data/sudoku] [--test-size 1500] \
+        [--mix-size 1000] [--mix-seed 2506]
 
 The library itself never reads the source folder; only this script does.
 """
@@ -51,11 +60,32 @@ def read_collection(path: Path) -> tuple[list[np.ndarray], int]:
     return grids, bad
 
 
+def draw_mix(rng: np.random.Generator, group: np.ndarray, size: int) -> np.ndarray:
+    """Rows of ``size`` puzzles drawn uniformly at random, at most one per signature group.
+
+    Puzzles are visited in a random order and one is kept when no puzzle of its group is kept
+    yet: a uniform draw of puzzles in which equivalent copies count once.
+
+    Returns:
+        (size,) int64 row indices, in draw order.
+    """
+    order = rng.permutation(len(group))
+    _, first = np.unique(group[order], return_index=True)  # first visit of each group
+    rows = order[np.sort(first)]
+    if len(rows) < size:
+        raise SystemExit(f"--mix-size {size} exceeds the {len(rows)} source-puzzle groups")
+    return rows[:size]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="folder of *.txt collections")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the .npz files go")
     parser.add_argument("--test-size", type=int, default=1500, help="puzzles in the test bank")
+    parser.add_argument(
+        "--mix-size", type=int, default=1000, help="puzzles in the extreme-mix bank"
+    )
+    parser.add_argument("--mix-seed", type=int, default=2506, help="seed of the extreme-mix draw")
     args = parser.parse_args()
 
     files = sorted(args.src.glob("*.txt"))
@@ -106,17 +136,27 @@ def main() -> None:
         taken += int(hard_count[g])
     test_group_mask = np.isin(group, test_groups)
     in_test = test_group_mask & hard
-    train = ~test_group_mask
-    dropped = test_group_mask & ~in_test
+    # Stored in draw order, so the first N puzzles of the mix are a random sample too.
+    mix_rows = draw_mix(np.random.default_rng(args.mix_seed), group, args.mix_size)
+    in_mix = np.zeros(len(q), dtype=bool)
+    in_mix[mix_rows] = True
+    mix_group_mask = np.isin(group, group[in_mix])
+    train = ~test_group_mask & ~mix_group_mask
+    dropped = (test_group_mask & ~in_test) | (mix_group_mask & ~in_mix & ~in_test)
     print(
         f"test: {int(in_test.sum())} puzzles from {len(test_groups)} groups; "
-        f"train: {int(train.sum())}; dropped (easy puzzles in test groups): {int(dropped.sum())}"
+        f"extreme-mix: {int(in_mix.sum())} ({int((in_mix & in_test).sum())} also in test); "
+        f"train: {int(train.sum())}; dropped (other puzzles of test groups): {int(dropped.sum())}"
     )
     assert not set(sig[in_test]) & set(sig[train]), "train/test signatures overlap"
+    assert not set(sig[in_mix]) & set(sig[train]), "train/extreme-mix signatures overlap"
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for split, mask in (("train", train), ("test", in_test)):
-        rows = np.flatnonzero(mask)
+    for split, rows in (
+        ("train", np.flatnonzero(train)),
+        ("test", np.flatnonzero(in_test)),
+        ("extreme_mix", mix_rows),
+    ):
         bank = sudoku.SudokuSet(q[rows], answers[rows], ratings[rows], [str(x) for x in src[rows]])
         packed = sudoku.pack_bank(bank)
         roundtrip = sudoku.unpack_bank(packed)

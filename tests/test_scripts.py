@@ -158,3 +158,24 @@ def test_default_episodes_plays_the_envs_as_a_first_user_makes_them(capsys, monk
     assert default_episodes.main(["--envs", "HRM-Sudoku-v0", "--episodes", "3", "--seed", "0"]) == 0
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith('| `"HRM-Sudoku-v0"` | hard | 64 | 3/3 (100% +- 0) |')
+
+
+def test_sample_frontier_compares_sources_then_draws_the_frontier(tmp_path):
+    frontier = _script("sample_frontier")
+    common = ["--data", "extreme-mix", "--n", "2", "--out", str(tmp_path)]
+    frontier.main(["sources", *common, "--samples", "2", "--carry", "0.3", "--init", "",
+                   "--dropout", "0.1"])  # fmt: skip
+    sources = json.loads((tmp_path / "sources.json").read_text())
+    assert [row["source"] for row in sources["rows"]] == ["carry 0.3", "dropout 0.1"]
+    assert sources["best"]["source"] in {"carry 0.3", "dropout 0.1"}
+    frontier.main(["frontier", *common, "--samples", "1,2", "--cycles", "8,16",
+                   "--best", str(tmp_path / "sources.json")])  # fmt: skip
+    result = json.loads((tmp_path / "frontier.json").read_text())
+    entry = result["sets"]["extreme-mix"]
+    assert set(entry["samples"]) == {"1", "2"} and set(entry["more_cycles"]) == {"8", "16"}
+    # K = 1 is the plain model: every rule picks its only trajectory.
+    assert len({v["exact_accuracy"] for v in entry["samples"]["1"].values()}) == 1
+    with (tmp_path / "frontier.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["curve"] for r in rows} == {"q", "first", "vote", "checker", "more cycles"}
+    assert (tmp_path / "frontier.png").stat().st_size > 0

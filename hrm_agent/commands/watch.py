@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show the forward residuals of z_H and z_L in the side panel (key t toggles)",
     )
+    from hrm_agent.sampling import add_diversity_arguments
+
+    add_diversity_arguments(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -46,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hrm_agent.devices import resolve_device
+    from hrm_agent.sampling import diversity_from_args
     from hrm_env.render.watch import watch
 
+    diversity = diversity_from_args(args)
     # Resolved first: "auto" may mean the CPU (where --threads applies), and a device this
     # torch build lacks is reported before watch prints or opens anything.
     device = resolve_device(args.device)
@@ -70,5 +76,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=str(device),
         residuals=args.residuals,
+        samples=args.samples,
+        diversity=dataclasses.asdict(diversity),
         **kwargs,
     )

@@ -180,7 +180,15 @@ class TrainConfig:
                 f"cannot override model field(s) {unknown}; allowed: {list(MODEL_OVERRIDE_FIELDS)}"
             )
         if self.difficulty is not None:
-            parse_difficulty_mix(get_task(self.task), self.difficulty)
+            task = get_task(self.task)
+            held_out = [
+                t for t, _ in parse_difficulty_mix(task, self.difficulty) if t in task.test_tiers
+            ]
+            if held_out:
+                raise ValueError(
+                    f"difficulty {held_out[0]!r} draws from held-out test puzzles and cannot be "
+                    "trained on; train on the generated tiers or 'extreme' (the train bank)"
+                )
         if self.eval_difficulty is not None:
             for tier in self.eval_tiers:
                 get_task(self.task).check_difficulty(tier)

@@ -224,6 +224,37 @@ def check_arguments(
     return None, puzzles
 
 
+DIVERSITY_FIELDS = ("carry_sigma", "init_sigma", "input_dropout")
+
+
+def check_samples(
+    samples: Any, diversity: Mapping[str, float] | None, reasoner: Any
+) -> tuple[int, dict[str, float] | None]:
+    """Validate the env's ``samples`` and ``diversity`` (and that ``reasoner``, if there is
+    one yet, can run diverse trajectories when ``samples > 1``).
+
+    Raises:
+        ValueError: naming the bad argument.
+    """
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    if diversity is not None:
+        if not isinstance(diversity, Mapping):
+            raise ValueError(f"diversity must be a dict, got {type(diversity).__name__}")
+        unknown = sorted(set(diversity) - set(DIVERSITY_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown diversity field(s) {unknown}; known: {', '.join(DIVERSITY_FIELDS)}"
+            )
+        diversity = dict(diversity)
+    if samples > 1 and reasoner is not None and not getattr(reasoner, "supports_diversity", False):
+        raise ValueError(
+            f"samples={samples} needs a reasoner that runs diverse trajectories "
+            f"(supports_diversity, as hrm_agent.TorchReasoner), not {type(reasoner).__name__}"
+        )
+    return int(samples), diversity
+
+
 class PuzzleQueue:
     """Puzzles for one environment, drawn ahead in chunks from that environment's generator.
 
@@ -354,7 +385,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``max_cycles``: cycles after which the env halts by itself, >= 1 (default: the
       model's own limit, N x max_segments from its checkpoint: 64 for the shipped 9x9
       Sudoku model; 16 for a reasoner that does not say).
-    - ``difficulty``: puzzle tier (Sudoku ``easy|medium|hard|extreme``, maze
+    - ``difficulty``: puzzle tier (Sudoku ``easy|medium|hard|extreme|extreme-mix``, maze
       ``easy|medium|hard``); default ``hard``, the hardest tier the shipped model is rated
       on (one table: ``hrm_env.envs.defaults.DEFAULT_TIERS``); ``extreme`` is the benchmark.
     - ``dataset``: a puzzle file (CSV as Sudoku-Extreme / Maze-Hard, or Sudoku ``.txt``) to
@@ -366,6 +397,15 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       run on raises ``ValueError`` naming what it offers.
     - ``latent``: add the pooled high-level state ``z_H`` to the observation.
     - ``viewer_options``: ``hrm_env.render.ViewerOptions`` for the pygame viewer.
+    - ``samples``: trajectories per puzzle, K >= 1 (default 1). With K > 1 the reasoner runs
+      K rows of the same puzzle in one batch, row 0 the plain model and the others with the
+      ``diversity`` noise (seeded through the env's ``np_random``); after every cycle the
+      observation, info and the committed answer are those of the trajectory whose Q head is
+      most sure (highest ``q_halt``), and ``info["trajectory"]`` says which. Needs a reasoner
+      with ``supports_diversity`` (``hrm_agent.TorchReasoner``, the default).
+    - ``diversity``: the noise of the trajectories beyond the first, a dict of
+      ``hrm_agent.sampling.Diversity`` fields (``carry_sigma``, ``init_sigma``,
+      ``input_dropout``); default: that module's ``DEFAULT_DIVERSITY``.
 
     ## Version History
 
@@ -399,8 +439,11 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         device: str = "cpu",
         latent: bool = False,
         viewer_options: ViewerOptions | None = None,
+        samples: int = 1,
+        diversity: Mapping[str, float] | None = None,
     ) -> None:
         self.task: Task = get_task(task)
+        self.samples, self.diversity = check_samples(samples, diversity, reasoner)
         self.difficulty, self.dataset = check_arguments(
             self.task, render_mode, self.metadata["render_modes"], reward, step_cost,
             max_cycles, difficulty, dataset, reasoner, checkpoint,
@@ -439,6 +482,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._q = np.zeros(2, dtype=np.float32)
         self._latent: np.ndarray | None = None  # (D,)
         self._cycles = 0
+        self._trajectory = 0
         self._solved = False
         self._cell_accuracy = 0.0
         self._done = True
@@ -446,6 +490,8 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._last_reward: float | None = None
         self._q_history: list[tuple[float, float]] = []
         self._traces: dict[str, list[float]] = {"confidence": [], "changed": []}
+        if self.samples > 1:
+            self._traces["trajectory"] = []  # the chosen trajectory's index, for the panel
         self._viewer: Viewer | None = None
 
     # -- the MDP -------------------------------------------------------------------------------
@@ -479,7 +525,17 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             check_reasoner(reasoner, self.task)
             self.reasoner = reasoner
         self._inputs, self._targets, self._rating = inputs, targets, rating
-        self._state = self.reasoner.reset(inputs[None])
+        if self.samples == 1:
+            self._state = self.reasoner.reset(inputs[None])
+        else:
+            check_samples(self.samples, self.diversity, self.reasoner)
+            K = self.samples
+            self._state = self.reasoner.reset(  # type: ignore[call-arg]
+                np.repeat(inputs[None], K, axis=0),
+                diversity=dict(self.diversity or {}),
+                seed=int(self.np_random.integers(2**63)),
+                clean=np.arange(K) == 0,
+            )
         self._cycles = 0
         self._previous = None
         self._q_history = []
@@ -538,16 +594,19 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._apply(out)
 
     def _apply(self, out: CycleOutput) -> None:
-        """Take the readout of row 0 of a cycle as the new current answer."""
-        prediction, confidence = read_answer(out.logits[0])
+        """Take the readout of the chosen row of a cycle as the new current answer: row 0, or
+        with several trajectories the one with the highest ``q_halt``."""
+        row = 0 if self.samples == 1 else int(np.argmax(out.q[:, 0]))
+        self._trajectory = row
+        prediction, confidence = read_answer(out.logits[row])
         self._previous = self._prediction if self._cycles > 0 else None
         # Cells changed since the last cycle; on the first cycle, cells written over the puzzle.
         before = self._inputs if self._previous is None else self._previous
         changed = float(np.mean(prediction != before))
         self._prediction, self._confidence = prediction, confidence
-        self._q = np.clip(np.asarray(out.q[0], dtype=np.float32), -Q_BOUND, Q_BOUND)
+        self._q = np.clip(np.asarray(out.q[row], dtype=np.float32), -Q_BOUND, Q_BOUND)
         self._latent = np.clip(
-            np.asarray(out.latent[0], dtype=np.float32), -LATENT_BOUND, LATENT_BOUND
+            np.asarray(out.latent[row], dtype=np.float32), -LATENT_BOUND, LATENT_BOUND
         )
         self._cycles += 1
         inputs, pred, targets = self._inputs[None], prediction[None], self._targets[None]
@@ -556,6 +615,8 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._q_history.append((float(self._q[0]), float(self._q[1])))
         self._traces["confidence"].append(float(confidence.mean()))
         self._traces["changed"].append(changed)
+        if self.samples > 1:
+            self._traces["trajectory"].append(float(row))
 
     def _score(self) -> float:
         if self.reward_mode == "exact":
@@ -577,13 +638,16 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return obs
 
     def _info(self) -> dict[str, Any]:
-        return {
+        info = {
             "solved": self._solved,
             "cell_accuracy": self._cell_accuracy,
             "cycles": self._cycles,
             "q_halt_prob": float(sigmoid(self._q[0])),
             "rating": self._rating,
         }
+        if self.samples > 1:
+            info["trajectory"] = self._trajectory
+        return info
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -592,7 +656,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         """Per-cycle series of this episode plotted under the Q plot (one value per cycle).
 
         Built in: ``confidence`` (mean confidence) and ``changed`` (fraction of cells whose
-        answer changed). Add your own by inserting a list under a new name and appending one
+        answer changed), and with ``samples > 1`` ``trajectory`` (the chosen one's index). Add your own by inserting a list under a new name and appending one
         value after every cycle (e.g. residual norms from a wrapper); names persist across
         episodes, values are cleared on reset.
         """

@@ -25,6 +25,12 @@ extreme   >= ``EXTREME_MIN_RATING`` (40)       a train-bank puzzle (public harde
                                                under a fresh random augmentation
 ========  ===================================  =================================================
 
+One more 9x9 tier is a held-out *test* tier (``TEST_TIERS``), not a rating range:
+``extreme-mix``, a puzzle of the ``extreme-mix`` bank (1,000 puzzles drawn at random from the
+four public collections, the kind of mix the paper's Sudoku-Extreme test set is) under a fresh
+random augmentation. Its puzzles rate anywhere from 0 up (median 48, half need 40 or more
+guesses). Being test puzzles, they are for evaluation and environments, never for training.
+
 Minimal puzzles dug from random grids have ratings 0 (42%), 1..3 (42%), 4..39 (16%) and
 almost never 40 or more (3 in 20,000), while 99% of the forum "hardest 11+" collection rates
 40 or more (median 96): that is why the extreme tier comes from the bank.
@@ -35,8 +41,10 @@ instead: ``hard`` up to 5 givens (a unique 4x4 puzzle has at least 4), ``medium`
 ``easy`` 8 or more. The generator makes 4..5, 6..7 and 8..10 givens (``MINI_TIER_GIVENS``).
 
 The bundled banks (``load_bank``, built by ``scripts/build_sudoku_banks.py`` from the public
-17-clue, magictour top1465 and forum hardest collections): ``train`` 98,132 puzzles (rating
-median 26, 47,994 of them extreme), ``test`` the 1,501 hardest (ratings 73..742, median 253).
+17-clue, magictour top1465 and forum hardest collections): ``train`` 96,891 puzzles (rating
+median 25, 47,299 of them extreme), ``test`` the 1,501 hardest (ratings 73..742, median 253),
+``extreme-mix`` 1,000 drawn at random (ratings 0..457, median 48). Both test banks are split
+from ``train`` by source puzzle (``signature``).
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ __all__ = [
     "VOCAB_SIZE",
     "SIZES",
     "TIERS",
+    "TEST_TIERS",
     "MINI_TIERS",
     "MEDIUM_MAX_RATING",
     "HARD_MAX_RATING",
@@ -96,6 +105,8 @@ VOCAB_SIZE = 10
 SIZES = (9, 4)
 #: 9x9 tiers, easiest first.
 TIERS = ("easy", "medium", "hard", "extreme")
+#: 9x9 tiers drawn from a held-out test bank (augmented): for evaluation, never for training.
+TEST_TIERS = ("extreme-mix",)
 #: 4x4 tiers; the first is the default (the hardest, minimal puzzles, like 9x9's ``extreme``).
 MINI_TIERS = ("hard", "medium", "easy")
 #: Highest rating of the ``medium`` tier (``easy`` is exactly 0).
@@ -975,7 +986,7 @@ def generate(rng: np.random.Generator, difficulty: str, n: int, size: int = 9) -
         ValueError: unknown tier or size, negative ``n``.
     """
     size = _check_size(size)
-    tiers = TIERS if size == 9 else MINI_TIERS
+    tiers = TIERS + TEST_TIERS if size == 9 else MINI_TIERS
     if difficulty not in tiers:
         raise ValueError(
             f"unknown difficulty {difficulty!r} for {size}x{size} Sudoku; choose one of "
@@ -985,6 +996,8 @@ def generate(rng: np.random.Generator, difficulty: str, n: int, size: int = 9) -
         raise ValueError(f"n must be non-negative, got {n}")
     if size == 9 and difficulty == "extreme" and n > 0:
         return _generate_extreme(rng, n)
+    if difficulty in TEST_TIERS:
+        return _generate_from_bank(rng, load_bank(difficulty), n)
     parts_q, parts_a, parts_r = [], [], []
     have = 0
     while have < n:
@@ -1046,6 +1059,17 @@ def _generate_extreme(rng: np.random.Generator, n: int) -> SudokuSet:
     )
 
 
+def _generate_from_bank(rng: np.random.Generator, bank: SudokuSet, n: int) -> SudokuSet:
+    """``n`` puzzles of ``bank`` drawn with replacement, each under a fresh random symmetry and
+    re-rated (a symmetry can change the rating; the tier is the bank, not a rating range)."""
+    pick = rng.integers(0, len(bank), size=n)
+    q, a = augment(rng, bank.questions[pick], bank.answers[pick])
+    if n == 0:
+        return SudokuSet(q, a, np.zeros(0, np.int32), [])
+    _, _, guesses = solve_batch(q)
+    return SudokuSet(q, a, guesses.astype(np.int32), [bank.sources[int(i)] for i in pick])
+
+
 # --------------------------------------------------------------------------------------------
 # Tokens
 # --------------------------------------------------------------------------------------------
@@ -1065,7 +1089,8 @@ def decode(tokens: np.ndarray) -> np.ndarray:
 # Bundled banks
 # --------------------------------------------------------------------------------------------
 
-BANK_SPLITS = ("train", "test")
+#: The bundled banks; each is the file ``hrm_env/data/sudoku_<split>.npz`` with "-" as "_".
+BANK_SPLITS = ("train", "test", "extreme-mix")
 
 
 def pack_bank(puzzles: SudokuSet) -> dict[str, np.ndarray]:
@@ -1105,17 +1130,23 @@ def unpack_bank(arrays: dict[str, np.ndarray]) -> SudokuSet:
 
 @cache
 def load_bank(split: str) -> SudokuSet:
-    """The bundled 9x9 bank ``"train"`` or ``"test"`` (read once, then cached; read-only arrays).
+    """The bundled 9x9 bank ``"train"``, ``"test"`` or ``"extreme-mix"`` (read once, then
+    cached; read-only arrays).
 
     ``test`` holds the hardest puzzles of the public collections (highest ratings) and is what
-    evaluation and benchmarks use; ``train`` holds the rest. No test puzzle is equivalent under
-    ``augment`` to a train puzzle (the split groups puzzles by ``signature``).
+    evaluation and benchmarks use by default (the ``extreme`` benchmark); ``extreme-mix`` holds
+    puzzles drawn at random from the same collections, in draw order (so its first N are a
+    random sample); ``train`` holds the rest. No puzzle of either test bank is equivalent
+    under ``augment`` to a train puzzle (the split groups puzzles by ``signature``).
     """
     if split not in BANK_SPLITS:
-        raise ValueError(f"unknown bank split {split!r}; choose 'train' or 'test'")
+        raise ValueError(
+            f"unknown bank split {split!r}; choose one of {', '.join(map(repr, BANK_SPLITS))}"
+        )
     from importlib import resources
 
-    ref = resources.files("hrm_env").joinpath("data", f"sudoku_{split}.npz")
+    name = split.replace("-", "_")
+    ref = resources.files("hrm_env").joinpath("data", f"sudoku_{name}.npz")
     with resources.as_file(ref) as file, np.load(file) as data:
         bank = unpack_bank({key: data[key] for key in data.files})
     for array in (bank.questions, bank.answers, bank.ratings):

@@ -79,6 +79,10 @@ class Task:
             None when any cell may take any token.
         aux_targets: the auxiliary per-cell targets :meth:`aux_labels` can give (name ->
             number of classes); empty when the task has none.
+        test_tiers: the tiers among ``difficulties`` drawn from held-out test puzzles: for
+            evaluation and environments, never for training.
+        test_sets: names of the bundled test sets ``test_set(name)`` gives besides the default
+            one (``hrm eval --data NAME`` takes them).
     """
 
     name: str
@@ -89,6 +93,8 @@ class Task:
     default_difficulty: str
     output_choices: tuple[tuple[int, ...], ...] | None = None
     aux_targets: Mapping[str, int] = MappingProxyType({})
+    test_tiers: tuple[str, ...] = ()
+    test_sets: tuple[str, ...] = ()
 
     def check_difficulty(self, difficulty: str | None) -> str:
         """Return the tier to use, raising ``ValueError`` for an unknown one."""
@@ -113,9 +119,24 @@ class Task:
         """Apply one random validity-preserving transform per row to puzzle and answer."""
         raise NotImplementedError
 
-    def test_set(self) -> PuzzleBatch:
-        """The held-out puzzles that evaluation and benchmarks use (never seen in training)."""
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        """The held-out puzzles that evaluation and benchmarks use (never seen in training):
+        the default set, or the bundled one called ``name`` (one of ``test_sets``)."""
         raise NotImplementedError
+
+    def _check_test_set(self, name: str | None) -> None:
+        if name is not None and name not in self.test_sets:
+            known = ", ".join(self.test_sets) or "none besides the default"
+            raise ValueError(f"unknown test set {name!r} for task {self.name!r}; known: {known}")
+
+    def eval_data(self, data: str | os.PathLike[str] | None) -> PuzzleBatch:
+        """What ``hrm eval --data`` means: None the default test set, a name of ``test_sets``
+        that is not also an existing file that bundled set, anything else a puzzle file."""
+        if data is None:
+            return self.test_set()
+        if str(data) in self.test_sets and not os.path.exists(data):
+            return self.test_set(str(data))
+        return self.load(data)
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
         """Read a user's puzzle file (CSV, or .txt for Sudoku); answers are solved if absent."""
@@ -203,8 +224,15 @@ class SudokuTask(Task):
         self.seq_len = size * size
         self.vocab_size = sudoku.VOCAB_SIZE
         self.grid_shape = (size, size)
-        self.difficulties = tuple(sudoku.TIERS) if size == 9 else tuple(sudoku.MINI_TIERS)
+        self.difficulties = (
+            tuple(sudoku.TIERS) + tuple(sudoku.TEST_TIERS)
+            if size == 9
+            else tuple(sudoku.MINI_TIERS)
+        )
         self.default_difficulty = "extreme" if size == 9 else self.difficulties[0]
+        self.test_tiers = tuple(sudoku.TEST_TIERS) if size == 9 else ()
+        # "extreme" names the default (hardest) bank, so it can be asked for by name too.
+        self.test_sets = ("extreme", *sudoku.TEST_TIERS) if size == 9 else ()
 
     def sample(
         self, rng: np.random.Generator, n: int, difficulty: str | None = None
@@ -219,7 +247,11 @@ class SudokuTask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         return self._sudoku.augment(rng, inputs, targets)
 
-    def test_set(self) -> PuzzleBatch:
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        self._check_test_set(name)
+        if name in self._sudoku.TEST_TIERS:
+            s = self._sudoku.load_bank(name)
+            return PuzzleBatch(s.questions, s.answers, np.asarray(s.ratings, dtype=np.int32))
         return _sudoku_test_set(self.size)
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:
@@ -282,6 +314,20 @@ class SudokuTask(Task):
     def cell_mask(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(inputs) == 0
 
+    def check_rules(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """(B,) bool: each prediction is a complete grid that keeps its puzzle's givens and
+        holds every digit once in each row, column and box. A check, never a search: it
+        needs no solution, and for a puzzle with one solution it passes only that one."""
+        inputs = self._check_grids(inputs, "puzzles")
+        predictions = self._check_grids(predictions, "predictions").astype(np.int64)
+        units = self._sudoku._units(self.size)  # (3n, n) cell indices
+        keeps = np.all((inputs == 0) | (inputs == predictions), axis=1)
+        digits = predictions[:, units]  # (B, 3n, n)
+        in_range = np.all((predictions >= 1) & (predictions <= self.size), axis=1)
+        # A unit holds each digit once exactly when its sorted digits are 1..n.
+        full = np.all(np.sort(digits, axis=2) == np.arange(1, self.size + 1), axis=(1, 2))
+        return keeps & in_range & full
+
 
 class MazeTask(Task):
     """30x30 mazes. Correct = the predicted path is a valid shortest path from S to G."""
@@ -330,7 +376,8 @@ class MazeTask(Task):
             targets.shape
         )
 
-    def test_set(self) -> PuzzleBatch:
+    def test_set(self, name: str | None = None) -> PuzzleBatch:
+        self._check_test_set(name)
         return _maze_test_set()
 
     def load(self, path: str | os.PathLike[str]) -> PuzzleBatch:

@@ -193,6 +193,8 @@ def watch(
     reasoner: Any = None,
     max_cycles: int | None = None,
     residuals: bool = False,
+    samples: int = 1,
+    diversity: dict[str, float] | None = None,
 ) -> int:
     """Play episodes with the model's own Q-head halting, in a window or into an animation.
 
@@ -211,6 +213,10 @@ def watch(
             or 16 for a reasoner that does not say).
         residuals: start with the residual traces of z_H and z_L shown (key t toggles them in
             a window); needs a PyTorch model (the traces come from ``hrm_agent.analysis``).
+        samples: trajectories per puzzle (``ReasoningEnv``'s option): the one shown after each
+            cycle is the one whose Q head is most sure (its index is the panel's
+            ``trajectory`` trace).
+        diversity: their noise (``ReasoningEnv``'s option).
 
     Returns:
         0 on success (the process exit code of ``hrm watch``).
@@ -244,6 +250,8 @@ def watch(
         render_mode="rgb_array",
         difficulty=difficulty,
         max_cycles=max_cycles,
+        samples=samples,
+        diversity=diversity,
     )
     history: dict[str, list[float]] = {}
 

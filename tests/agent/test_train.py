@@ -1238,3 +1238,9 @@ def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
     answer = out.logits.argmax(-1)
     fixed = tokens != 2
     assert torch.equal(answer[fixed], tokens[fixed])
+
+
+def test_training_refuses_a_tier_of_held_out_test_puzzles():
+    with pytest.raises(ValueError, match="'extreme-mix' draws from held-out test puzzles"):
+        TrainConfig(task="sudoku", difficulty="hard:0.5,extreme-mix:0.5")
+    TrainConfig(task="sudoku", difficulty="hard:0.5,extreme:0.5")  # the train bank is fine

@@ -1,0 +1,376 @@
+"""Several reasoning trajectories per puzzle in one batch, and the rules that pick one answer.
+
+The HRM is deterministic, and the shipped Sudoku model is equivariant to relabelling digits and
+to the grid's symmetries, so augmented copies of a puzzle run the same computation. Diversity
+therefore comes from noise the evaluation loop adds around the model (the loop owns the carry
+and the injected input; the model itself is untouched):
+
+* ``carry_sigma``: Gaussian noise of that standard deviation added to ``z_H`` and ``z_L`` before
+  every cycle but the first (the carry is RMS-normed, so its entries are about 1 in size);
+* ``init_sigma``: the same on the fixed initial state ``z_H0`` / ``z_L0`` (a random start);
+* ``input_dropout``: each entry of the injected input ``x`` is zeroed with this probability,
+  afresh every cycle, and the rest scaled by ``1 / (1 - p)`` (inverted dropout).
+
+A puzzle's K trajectories are K consecutive rows of one batch (``B * K`` rows, puzzle-major).
+Trajectory 0 of every puzzle always runs without noise, so ``samples=1`` is exactly the
+plain model and every rule below can only add to what one trajectory finds. Each trajectory
+halts by its own Q head (the first segment end where ``q_halt > q_continue``, else at the
+limit), and one answer per puzzle is picked by a rule:
+
+* the model's own: ``q`` (the trajectory whose ``q_halt`` at its halt is highest, most sure it
+  is right), ``first`` (the first to halt; ties: highest ``q_halt``), ``vote`` (the answer most
+  trajectories give; ties: highest ``q_halt``);
+* ``checker``, labelled as such: a trajectory whose answer passes the task's rule checker
+  (Sudoku: a complete grid that keeps the givens and breaks no row, column or box rule; it
+  checks, it never searches), else the ``q`` choice. For a puzzle with one solution that is
+  pass@K: an upper bound on what a better selector of these trajectories could reach.
+
+Shapes: B puzzles, K samples (trajectories per puzzle), S cells, L = 1 + S positions, D hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hrm_agent.model import Carry
+
+__all__ = [
+    "Diversity",
+    "TrajectoryNoise",
+    "HaltTracker",
+    "Trajectories",
+    "MODEL_RULES",
+    "RULES",
+    "run_trajectories",
+    "select",
+    "rule_accuracy",
+    "add_diversity_arguments",
+    "diversity_from_args",
+]
+
+#: The model's own selection rules (no knowledge of the puzzle's rules).
+MODEL_RULES = ("q", "first", "vote")
+#: Every rule reported; ``checker`` uses the task's rule checker (pass@K, an upper bound).
+RULES = (*MODEL_RULES, "checker")
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """Where the differences between a puzzle's trajectories come from (all off by default)."""
+
+    carry_sigma: float = 0.0
+    """Std of Gaussian noise added to z_H and z_L before every cycle but the first."""
+    init_sigma: float = 0.0
+    """Std of Gaussian noise added to the initial state z_H0 / z_L0."""
+    input_dropout: float = 0.0
+    """Probability of zeroing an entry of the injected input, afresh every cycle."""
+
+    def __post_init__(self) -> None:
+        for name in ("carry_sigma", "init_sigma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        p = self.input_dropout
+        if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+            raise ValueError(f"input_dropout must lie in [0, 1), got {p!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any source is on (else every trajectory is the same)."""
+        return bool(self.carry_sigma or self.init_sigma or self.input_dropout)
+
+    def label(self) -> str:
+        """A short name such as ``carry 0.1`` or ``none``."""
+        parts = [
+            f"{name} {value:g}"
+            for name, value in (
+                ("carry", self.carry_sigma),
+                ("init", self.init_sigma),
+                ("dropout", self.input_dropout),
+            )
+            if value
+        ]
+        return " + ".join(parts) or "none"
+
+
+#: The source ``samples > 1`` uses when none is given. Provisional: ``scripts/sample_frontier.py
+#: sources`` compares the sources, and the default should follow its best.
+DEFAULT_DIVERSITY = Diversity(carry_sigma=0.3)
+
+
+class TrajectoryNoise:
+    """Seeded noise for a batch whose ``noisy`` rows get it (the others run the plain model).
+
+    Args:
+        diversity: the sources and their sizes.
+        noisy: (R,) bool, the rows that get noise.
+        generator: the only source of randomness (on the rows' device).
+    """
+
+    def __init__(
+        self, diversity: Diversity, noisy: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        self.diversity = diversity
+        self.noisy = noisy.view(-1, 1, 1)  # (R, 1, 1) bool
+        self.generator = generator
+
+    @classmethod
+    def for_samples(
+        cls, diversity: Diversity, batch: int, samples: int, seed: int, device: torch.device
+    ) -> TrajectoryNoise:
+        """Noise for ``batch`` puzzles times ``samples`` rows each, trajectory 0 of each clean."""
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        noisy = (torch.arange(batch * samples, device=device) % samples) != 0
+        return cls(diversity, noisy, generator)
+
+    def _gauss(self, like: torch.Tensor, sigma: float) -> torch.Tensor:
+        noise = torch.randn(like.shape, generator=self.generator, device=like.device)
+        return torch.where(self.noisy, like + sigma * noise, like)
+
+    def initial(self, carry: Carry) -> Carry:
+        """The initial carry, moved by ``init_sigma`` in the noisy rows."""
+        sigma = self.diversity.init_sigma
+        if not sigma:
+            return carry
+        return Carry(self._gauss(carry.z_H, sigma), self._gauss(carry.z_L, sigma))
+
+    def perturb(self, carry: Carry) -> Carry:
+        """The carry entering a cycle after the first, moved by ``carry_sigma``."""
+        sigma = self.diversity.carry_sigma
+        if not sigma:
+            return carry
+        return Carry(self._gauss(carry.z_H, sigma), self._gauss(carry.z_L, sigma))
+
+    def inject(self, x: torch.Tensor) -> torch.Tensor:
+        """The injected input of one cycle, with inverted dropout in the noisy rows."""
+        p = self.diversity.input_dropout
+        if not p:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= p
+        dropped = torch.where(keep, x / (1.0 - p), torch.zeros_like(x))
+        return torch.where(self.noisy, dropped, x)
+
+
+class HaltTracker:
+    """Each row's answer, cycle and ``q_halt`` where it halts by its own Q head.
+
+    Fed every cycle's readout in order: a row halts at the first segment end where
+    ``q_halt > q_continue`` (with ``use_q``; without, never early), and every row still
+    running halts at the last cycle.
+    """
+
+    def __init__(self, rows: int, cells: int, n_cycles: int, use_q: bool = True) -> None:
+        self.n_cycles = n_cycles
+        self.use_q = use_q
+        self.halted = np.zeros(rows, dtype=bool)
+        self.answers = np.zeros((rows, cells), dtype=np.uint8)
+        self.cycles = np.zeros(rows, dtype=np.int64)
+        self.q_halt = np.zeros(rows, dtype=np.float32)
+
+    @property
+    def done(self) -> bool:
+        """Whether every row has halted."""
+        return bool(self.halted.all())
+
+    def update(self, readout: Any, predictions: np.ndarray) -> None:
+        """Record the rows halting at this readout (``predictions``: its (R, S) uint8 answers)."""
+        if not readout.segment_end:
+            return
+        if readout.cycle >= self.n_cycles:
+            wants = np.ones_like(self.halted)
+        elif not self.use_q:
+            return
+        else:
+            wants = (readout.q_halt > readout.q_continue).cpu().numpy()
+        new = wants & ~self.halted
+        if new.any():
+            self.answers[new] = predictions[new]
+            self.cycles[new] = readout.cycle
+            self.q_halt[new] = readout.q_halt.float().cpu().numpy()[new]
+            self.halted |= new
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectories:
+    """K trajectories per puzzle, each at its own Q-head halt."""
+
+    answers: np.ndarray
+    """(B, K, S) uint8 answers."""
+    q_halt: np.ndarray
+    """(B, K) float32 halt logit where each trajectory halted."""
+    cycles: np.ndarray
+    """(B, K) int64 cycle at which each trajectory halted."""
+
+    @classmethod
+    def from_tracker(cls, tracker: HaltTracker, samples: int) -> Trajectories:
+        """Regroup a tracker over B * K puzzle-major rows into (B, K, ...)."""
+        R, S = tracker.answers.shape
+        B = R // samples
+        return cls(
+            tracker.answers.reshape(B, samples, S),
+            tracker.q_halt.reshape(B, samples),
+            tracker.cycles.reshape(B, samples),
+        )
+
+    @staticmethod
+    def concat(parts: list[Trajectories]) -> Trajectories:
+        """Stack the trajectories of several batches of puzzles."""
+        return Trajectories(
+            np.concatenate([p.answers for p in parts]),
+            np.concatenate([p.q_halt for p in parts]),
+            np.concatenate([p.cycles for p in parts]),
+        )
+
+
+def repeat_rows(tokens: torch.Tensor, samples: int) -> torch.Tensor:
+    """(B, S) -> (B * K, S), each puzzle's K copies consecutive."""
+    return tokens if samples == 1 else tokens.repeat_interleave(samples, dim=0)
+
+
+def run_trajectories(
+    model: Any,
+    tokens: torch.Tensor,
+    samples: int = 1,
+    diversity: Diversity | None = None,
+    seed: int = 0,
+    max_segments: int | None = None,
+    use_q: bool = True,
+) -> Trajectories:
+    """Run ``samples`` trajectories of every puzzle of ``tokens`` (B, S) as one batch.
+
+    Each halts by its Q head (``use_q``) or runs to the limit; the run stops as soon as every
+    trajectory has halted.
+    """
+    from hrm_agent.evaluate import iterate_cycles
+
+    samples = check_samples(samples)
+    segments = model.config.max_segments if max_segments is None else int(max_segments)
+    rows = repeat_rows(tokens, samples)
+    noise = make_noise(diversity, tokens.shape[0], samples, seed, rows.device)
+    n_cycles = segments * model.config.h_cycles
+    tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles, use_q)
+    for r in iterate_cycles(model, rows, segments, noise=noise):
+        tracker.update(r, r.predictions.to(torch.uint8).cpu().numpy())
+        if tracker.done:
+            break
+    return Trajectories.from_tracker(tracker, samples)
+
+
+def check_samples(samples: Any) -> int:
+    """``samples`` as an int >= 1, else a ``ValueError`` naming it."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    return int(samples)
+
+
+def make_noise(
+    diversity: Diversity | None, batch: int, samples: int, seed: int, device: torch.device
+) -> TrajectoryNoise | None:
+    """The noise of ``samples`` trajectories per puzzle (None for one, or with no source on)."""
+    diversity = DEFAULT_DIVERSITY if diversity is None else diversity
+    if samples == 1 or not diversity.active:
+        return None
+    return TrajectoryNoise.for_samples(diversity, batch, samples, seed, device)
+
+
+def select(trajectories: Trajectories, rule: str, valid: np.ndarray | None = None) -> np.ndarray:
+    """(B,) the index of the chosen trajectory of each puzzle under ``rule``.
+
+    Args:
+        trajectories: the K trajectories per puzzle.
+        rule: one of ``RULES``.
+        valid: (B, K) bool, each answer passes the rule checker (needed by ``checker`` only).
+    """
+    q, cycles = trajectories.q_halt, trajectories.cycles
+    by_q = np.argmax(q, axis=1)
+    if rule == "q":
+        return by_q
+    if rule == "first":
+        # Sort keys, last the primary: earliest halt, then the highest q_halt.
+        return np.lexsort((-q, cycles), axis=-1)[:, 0]
+    if rule == "vote":
+        answers = trajectories.answers
+        same = (answers[:, :, None, :] == answers[:, None, :, :]).all(axis=-1)  # (B, K, K)
+        votes = same.sum(axis=2)
+        return np.lexsort((-q, -votes), axis=-1)[:, 0]
+    if rule == "checker":
+        if valid is None:
+            raise ValueError("the checker rule needs the rule checker's verdicts (valid)")
+        return np.where(valid.any(axis=1), np.argmax(valid, axis=1), by_q)
+    raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
+
+
+def chosen(trajectories: Trajectories, index: np.ndarray) -> np.ndarray:
+    """(B, S) the answers at ``index`` (B,)."""
+    return trajectories.answers[np.arange(len(index)), index]
+
+
+def rule_accuracy(
+    task: Any, inputs: np.ndarray, targets: np.ndarray, trajectories: Trajectories
+) -> dict[str, dict[str, float] | None]:
+    """Exact accuracy of every rule (``checker`` is None for a task without a rule checker).
+
+    Each entry also holds ``mean_cycles``, the cycles every trajectory of a puzzle ran in
+    total (each to its own halt), averaged over puzzles: what the K answers cost.
+    """
+    B, K, S = trajectories.answers.shape
+    flat = trajectories.answers.reshape(B * K, S)
+    valid = None
+    if hasattr(task, "check_rules"):
+        valid = np.asarray(task.check_rules(np.repeat(inputs, K, axis=0), flat)).reshape(B, K)
+    spent = float(trajectories.cycles.sum(axis=1).mean()) if B else 0.0
+    report: dict[str, dict[str, float] | None] = {}
+    for rule in RULES:
+        if rule == "checker" and valid is None:
+            report[rule] = None
+            continue
+        answers = chosen(trajectories, select(trajectories, rule, valid))
+        ok = np.asarray(task.is_correct(inputs, answers, targets), dtype=bool)
+        report[rule] = {"exact_accuracy": float(ok.mean()) if B else 0.0, "mean_cycles": spent}
+    return report
+
+
+# ---------------------------------------------------------------------- command line
+def add_diversity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--samples``, ``--seed`` and the diversity flags (shared by ``hrm eval`` and ``watch``)."""
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="trajectories per puzzle, run as one batch (default 1: the plain model)",
+    )
+    parser.add_argument(
+        "--carry-noise",
+        type=float,
+        default=None,
+        help="std of Gaussian noise on z_H/z_L before every cycle but the first "
+        f"(default with --samples > 1 and no source given: {DEFAULT_DIVERSITY.label()})",
+    )
+    parser.add_argument(
+        "--init-noise", type=float, default=None, help="std of Gaussian noise on z_H0/z_L0"
+    )
+    parser.add_argument(
+        "--input-dropout",
+        type=float,
+        default=None,
+        help="dropout probability on the injected input, afresh every cycle",
+    )
+
+
+def diversity_from_args(args: argparse.Namespace) -> Diversity:
+    """The ``Diversity`` the flags ask for (``DEFAULT_DIVERSITY`` when none is given)."""
+    check_samples(args.samples)
+    given = {
+        "carry_sigma": args.carry_noise,
+        "init_sigma": args.init_noise,
+        "input_dropout": args.input_dropout,
+    }
+    if all(v is None for v in given.values()):
+        return DEFAULT_DIVERSITY
+    return Diversity(**{k: float(v) for k, v in given.items() if v is not None})

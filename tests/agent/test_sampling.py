@@ -1,0 +1,213 @@
+"""Several trajectories per puzzle: one batch, seeded noise, trajectory 0 the plain model, the
+selection rules and the rule checker, through evaluate, solve, hrm eval, the env and watch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_agent.evaluate import evaluate
+from hrm_agent.reasoner import TorchReasoner, load_model
+from hrm_agent.sampling import (
+    RULES,
+    Diversity,
+    Trajectories,
+    run_trajectories,
+    select,
+)
+from hrm_env.envs.reasoner import ScriptedReasoner
+from hrm_env.envs.reasoning import ReasoningEnv
+from hrm_env.puzzles.tasks import get_task
+from tests.agent.test_evaluate import mini_checkpoint, mini_puzzles  # noqa: F401 (fixture)
+
+SOURCES = [
+    Diversity(carry_sigma=0.5),
+    Diversity(init_sigma=1.0),
+    Diversity(input_dropout=0.3),
+]
+
+
+@pytest.fixture
+def model(mini_checkpoint):  # noqa: F811
+    return load_model("sudoku-mini", mini_checkpoint)[0]
+
+
+def tokens_of(n: int) -> torch.Tensor:
+    return torch.from_numpy(mini_puzzles(n).inputs.astype(np.int64))
+
+
+def plain_run(model, tokens):
+    """The model's own Q-halting answers and q_halt, written out without the sampling code."""
+    n_cycles = model.config.max_cycles
+    B = tokens.shape[0]
+    answers = np.zeros(tuple(tokens.shape), np.uint8)
+    q_at = np.zeros(B, np.float32)
+    done = np.zeros(B, bool)
+    with torch.inference_mode():
+        x = model.embed(tokens)
+        carry = model.initial_carry(B)
+        for c in range(1, n_cycles + 1):
+            carry = model.cycle(carry, x)
+            out = model.readout(carry)
+            stop = ~done & ((out.q_halt > out.q_continue).numpy() | (c == n_cycles))
+            answers[stop] = out.logits.argmax(-1).numpy()[stop]
+            q_at[stop] = out.q_halt.numpy()[stop]
+            done |= stop
+    return answers, q_at
+
+
+@pytest.mark.parametrize("diversity", SOURCES)
+def test_one_sample_is_the_plain_model_bit_for_bit(model, diversity):
+    tokens = tokens_of(12)
+    answers, q_halt = plain_run(model, tokens)
+    t = run_trajectories(model, tokens, samples=1, diversity=diversity, seed=3)
+    np.testing.assert_array_equal(t.answers[:, 0], answers)
+    np.testing.assert_array_equal(t.q_halt[:, 0], q_halt)  # exact, not close
+
+
+@pytest.mark.parametrize("diversity", SOURCES)
+def test_same_seed_same_trajectories_and_each_source_makes_them_differ(model, diversity):
+    tokens = tokens_of(8)
+    a = run_trajectories(model, tokens, samples=4, diversity=diversity, seed=7)
+    b = run_trajectories(model, tokens, samples=4, diversity=diversity, seed=7)
+    c = run_trajectories(model, tokens, samples=4, diversity=diversity, seed=8)
+    np.testing.assert_array_equal(a.answers, b.answers)
+    np.testing.assert_array_equal(a.q_halt, b.q_halt)
+    assert not np.array_equal(a.q_halt, c.q_halt)
+    _, q_plain = plain_run(model, tokens)
+    np.testing.assert_allclose(a.q_halt[:, 0], q_plain, atol=1e-5)  # 0 is the plain model
+    # Run to the limit (carry noise starts at cycle 2, after half of these halt), the noisy
+    # trajectories all differ from the clean one.
+    full = run_trajectories(model, tokens, samples=4, diversity=diversity, seed=7, use_q=False)
+    assert (full.q_halt[:, 1:] != full.q_halt[:, :1]).all()
+
+
+def test_k_trajectories_run_as_one_batch(model):
+    sizes = []
+    cycle = model.cycle
+
+    def counting(carry, x):
+        sizes.append(x.shape[0])
+        return cycle(carry, x)
+
+    model.cycle = counting
+    run_trajectories(model, tokens_of(3), samples=5, diversity=SOURCES[0], use_q=False)
+    assert sizes == [15] * model.config.max_cycles  # 3 puzzles x 5 rows, once per cycle
+
+
+def synthetic() -> Trajectories:
+    # Puzzle 0: trajectories give answers A, B, B; q_halt highest on 0; trajectory 2 halts first.
+    A, B = [1, 2], [2, 1]
+    answers = np.array([[A, B, B]], dtype=np.uint8)
+    return Trajectories(answers, np.array([[3.0, 1.0, 2.0]]), np.array([[8, 8, 4]]))
+
+
+def test_the_rules_pick_as_documented():
+    t = synthetic()
+    assert select(t, "q").tolist() == [0]
+    assert select(t, "first").tolist() == [2]
+    assert select(t, "vote").tolist() == [2]  # B twice; of the two, 2 has the higher q_halt
+    assert select(t, "checker", valid=np.array([[False, True, True]])).tolist() == [1]
+    assert select(t, "checker", valid=np.array([[False, False, False]])).tolist() == [0]
+    with pytest.raises(ValueError, match="unknown selection rule 'best'"):
+        select(t, "best")
+
+
+def test_the_rule_checker_checks_rules_and_givens_without_a_solution():
+    task = get_task("sudoku-mini")
+    batch = mini_puzzles(4)
+    good = batch.targets.copy()
+    assert task.check_rules(batch.inputs, good).all()
+    swapped = good.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]  # two digits of a row exchanged: columns break
+    assert not task.check_rules(batch.inputs, swapped).any()
+    blank = good.copy()
+    blank[:, 5] = 0
+    assert not task.check_rules(batch.inputs, blank).any()
+    # A valid grid that overwrites a given fails: relabel digits 1 <-> 2 everywhere.
+    relabelled = np.choose(good.astype(np.int64), [0, 2, 1, 3, 4]).astype(np.uint8)
+    keeps = np.all((batch.inputs == 0) | (batch.inputs == relabelled), axis=1)
+    assert (task.check_rules(batch.inputs, relabelled) == keeps).all() and not keeps.all()
+
+
+def test_evaluate_reports_every_rule_and_pass_at_k_bounds_them(model):
+    batch = mini_puzzles(16)
+    one = evaluate(model, "sudoku-mini", batch)
+    many = evaluate(model, "sudoku-mini", batch, samples=4, diversity=SOURCES[0], seed=1)
+    # The per-cycle figures are trajectory 0's, the plain model's.
+    np.testing.assert_array_equal(many.q_predictions, one.q_predictions)
+    assert set(many.rules) == set(RULES)
+    checker = many.rules["checker"]["exact_accuracy"]
+    assert all(many.rules[r]["exact_accuracy"] <= checker for r in RULES)
+    assert checker >= one.q_exact_accuracy
+    assert one.rules["q"]["exact_accuracy"] == one.q_exact_accuracy
+    summary = many.to_json("q")
+    assert summary["samples"]["k"] == 4 and summary["samples"]["diversity"] == "carry 0.5"
+
+
+def test_solve_with_samples_is_seeded_and_one_sample_is_todays(model, mini_checkpoint):  # noqa: F811
+    from hrm_agent.api import solve
+
+    batch = mini_puzzles(10)
+    kw = dict(task="sudoku-mini", checkpoint=mini_checkpoint)
+    today = evaluate(model, "sudoku-mini", batch).q_predictions
+    np.testing.assert_array_equal(solve(batch.inputs, samples=1, seed=9, **kw), today)
+    for rule in ("q", "first", "vote"):
+        a = solve(batch.inputs, samples=4, seed=2, rule=rule, **kw)
+        np.testing.assert_array_equal(a, solve(batch.inputs, samples=4, seed=2, rule=rule, **kw))
+    with pytest.raises(ValueError, match="rule must be one of"):
+        solve(batch.inputs, samples=2, rule="checker", **kw)
+    with pytest.raises(ValueError, match="samples must be an integer >= 1"):
+        solve(batch.inputs, samples=0, **kw)
+
+
+def test_hrm_eval_reports_each_rule_in_json(mini_checkpoint, capsys):  # noqa: F811
+    from hrm_agent.cli import main
+
+    argv = ["eval", "sudoku-mini", "--checkpoint", str(mini_checkpoint), "--limit", "6",
+            "--samples", "3", "--seed", "4", "--init-noise", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rules = summary["samples"]["rules"]
+    assert set(rules) == set(RULES) and summary["samples"]["diversity"] == "init 1"
+    assert all(0.0 <= v["exact_accuracy"] <= 1.0 for v in rules.values())
+    assert main(argv[:-1]) == 0  # the table names the checker as a bound
+    assert "rule checker (pass@K, bound)" in capsys.readouterr().out
+    assert main([*argv[:-1], "--input-dropout", "1.5"]) == 2
+    assert "input_dropout must lie in [0, 1)" in capsys.readouterr().err
+
+
+def test_the_env_reports_the_chosen_trajectory_seeded(model):
+    def episode(seed):
+        env = ReasoningEnv("sudoku-mini", reasoner=TorchReasoner(model, "sudoku-mini"),
+                           samples=4, diversity={"carry_sigma": 0.5}, max_cycles=4)  # fmt: skip
+        obs, info = env.reset(seed=seed)
+        seen = [(info["trajectory"], obs["q"].tolist())]
+        for _ in range(3):
+            obs, _, terminated, _, info = env.step(0)
+            seen.append((info["trajectory"], obs["q"].tolist()))
+        return seen, env.traces["trajectory"]
+
+    a, trace = episode(5)
+    assert a == episode(5)[0]
+    assert all(0 <= t < 4 for t, _ in a) and trace == [float(t) for t, _ in a]
+    assert a != episode(6)[0]
+    one = ReasoningEnv("sudoku-mini", reasoner=TorchReasoner(model, "sudoku-mini"))
+    assert "trajectory" not in one.reset(seed=5)[1]
+    with pytest.raises(ValueError, match="samples=2 needs a reasoner that runs diverse"):
+        ReasoningEnv("sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"), samples=2)
+    with pytest.raises(ValueError, match="unknown diversity field"):
+        ReasoningEnv("sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"), diversity={"x": 1})
+
+
+def test_watch_shows_the_chosen_trajectory(model, tmp_path):
+    from hrm_env.render.watch import watch
+
+    out = tmp_path / "w.gif"
+    reasoner = TorchReasoner(model, "sudoku-mini")
+    assert watch("sudoku-mini", seed=0, save=out, reasoner=reasoner, max_cycles=2, samples=3,
+                 diversity={"init_sigma": 1.0}) == 0  # fmt: skip
+    assert out.stat().st_size > 0
