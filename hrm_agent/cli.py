@@ -105,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
+    except OSError as err:
+        # The last flush of a stdout redirected into a full disk (`hrm eval --json > file`).
+        _stdout_to_devnull()
+        print(f"hrm: cannot write to stdout: {_os_error(err)}", file=sys.stderr)
+        return 1
 
 
 def _stdout_to_devnull() -> None:
@@ -163,10 +168,11 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _os_error(err: OSError) -> str:
-    """``PATH: reason`` for an ``OSError`` that names a file, else its own words."""
-    if err.filename is not None and err.strerror:
-        return f"{os.fsdecode(err.filename)}: {err.strerror}"
-    return str(err) or type(err).__name__
+    """``PATH: reason`` for an ``OSError`` that names a file, else the reason alone (without
+    Python's ``[Errno 28]``)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return f"{os.fsdecode(err.filename)}: {reason}" if err.filename is not None else reason
 
 
 if __name__ == "__main__":

@@ -323,3 +323,22 @@ def test_output_into_a_closed_pipe_ends_quietly(argv, tmp_path):
     child.stderr.close()
     assert child.wait(timeout=120) in (0, 141), err
     assert err == "", err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_output_redirected_into_a_full_disk_is_one_line(tmp_path):
+    """As ``hrm data ... > file`` on a full disk: /dev/full fails every write with ENOSPC."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "hrm_agent.cli", *DATA, "--out", str(tmp_path / "x.csv")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr.endswith("no space left on device\n") and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert (tmp_path / "x.csv").is_file()  # the puzzles themselves were written whole
