@@ -52,6 +52,7 @@ import torch
 
 from hrm_agent.model import HRM, Carry, Outputs
 from hrm_agent.reasoner import TorchReasoner
+from hrm_env.fileio import atomic_open, atomic_path, check_writable, save_figure
 
 __all__ = [
     "CycleTrace",
@@ -584,7 +585,7 @@ def plot_residuals(
     ax.set_ylabel("forward residual  ||z_t - z_{t-1}|| / ||z_{t-1}||")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8, ncol=2)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_pca(trace: EpisodeTrace, path: Path, title: str, rows: list[int]) -> dict[str, list]:
@@ -635,7 +636,7 @@ def plot_pca(trace: EpisodeTrace, path: Path, title: str, rows: list[int]) -> di
         ax.set_title(f"{name}: {K} {unit}")
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle(title + "  (dot: after the first update, star: final state)")
-    fig.savefig(path)
+    save_figure(fig, path)
     return explained_all
 
 
@@ -655,7 +656,7 @@ def plot_participation(dims: dict[str, dict[str, float]], path: Path, title: str
     ax.set_title(title)
     ax.legend()
     ax.margins(y=0.15)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def answers_strip(
@@ -801,7 +802,7 @@ def _write_csv(path: Path, trace: EpisodeTrace, baseline: EpisodeTrace | None) -
         header += ["random_res_L", "random_res_H"]
         base_L = baseline.res_L.mean(axis=0).reshape(-1)
         base_H = baseline.res_H.mean(axis=0)
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         for k in range(C * T):
@@ -828,7 +829,8 @@ def _save_png(path: Path, image: np.ndarray) -> None:
         raise ImportError(
             "hrm analyze draws its figures with matplotlib: run `pip install matplotlib`"
         ) from err
-    imsave(path, image)
+    with atomic_path(path) as tmp:
+        imsave(tmp, image, format=path.suffix[1:] or "png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -849,6 +851,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--puzzle must lie in [0, {n}) (an index among the traced puzzles), got {args.puzzle}"
         )
+    # Before the model is loaded and traced: an unwritable --out is reported at once.
+    check_writable(args.out, folder=True)
     reasoner = load_pretrained(args.task, device=args.device, checkpoint=args.checkpoint)
     model, config = reasoner.model, reasoner.model.config
     cycles = config.max_cycles if args.cycles is None else args.cycles
@@ -860,7 +864,6 @@ def run(args: argparse.Namespace) -> int:
     batch = test[chosen]
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     trace = trace_episodes(model, batch.inputs, cycles, l_steps, args.batch_size, progress=True)
     baseline = None
     if args.random_baseline:
@@ -951,7 +954,7 @@ def run(args: argparse.Namespace) -> int:
             "res_H": per_step(baseline.res_H),
             "res_L": per_step(baseline.res_L),
         }
-    with open(out / "analysis.json", "w") as f:
+    with atomic_open(out / "analysis.json") as f:
         json.dump(summary, f, indent=1)
 
     d = dims["trained"]

@@ -1,8 +1,8 @@
 """Checkpoints: ``STEM.safetensors`` (weights) + ``STEM.json`` (config, task, meta).
 
 Weights never go through pickle. Each file is written to a temporary file in the same folder
-and moved into place with ``os.replace``, so a crash leaves either the old or the new file,
-never a torn one. The weights are written first and the JSON last: a JSON that names a config
+and moved into place with ``os.replace`` (:mod:`hrm_env.fileio`), so a crash or a full disk
+leaves either the old or the new file, never a torn one. The weights are written first and the JSON last: a JSON that names a config
 always sits next to weights written for it (or earlier ones, which loading then rejects by
 shape).
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Rotary
 from hrm_agent.model import HRM, output_table
+from hrm_env.fileio import atomic_write, write_text
 
 FORMAT = "hrm-checkpoint"
 VERSION = 1
@@ -45,27 +44,6 @@ def checkpoint_paths(stem: str | os.PathLike[str]) -> tuple[Path, Path]:
     if stem.suffix in (".safetensors", ".json"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temp file next to ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would,
-        # so checkpoints can be shared and shipped as package data.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(
@@ -89,6 +67,12 @@ def save_checkpoint(
 
     Returns:
         The (weights, JSON) paths written.
+
+    Raises:
+        ValueError: for a config other than the model's, an unknown dtype or a meta that is
+            not JSON.
+        WriteError: naming the file that could not be written (the other one, and any
+            earlier checkpoint under ``stem``, are left whole).
     """
     config = model.config if config is None else config
     if config != model.config:
@@ -120,13 +104,8 @@ def save_checkpoint(
         tensors[name] = tensor.contiguous()
 
     weights_path, json_path = checkpoint_paths(stem)
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-
-    _atomic_write(json_path, write_json)
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    write_text(json_path, text + "\n")
     return weights_path, json_path
 
 
@@ -226,10 +205,12 @@ def load_checkpoint(
 
 
 def save_trainer_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Atomically write a trainer-state dict (tensors, numbers, strings, nested containers)."""
-    path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
-    return path
+    """Atomically write a trainer-state dict (tensors, numbers, strings, nested containers).
+
+    Raises:
+        WriteError: naming ``path`` when it cannot be written (an earlier state is kept).
+    """
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_trainer_state(

@@ -208,12 +208,19 @@ class EvalResult:
             "q_halting": at_q,
             "accuracy_per_cycle": [float(v) for v in self.exact_per_cycle],
             "cell_accuracy_per_cycle": [float(v) for v in self.cell_per_cycle],
-            "samples": {
-                "k": self.samples,
-                "seed": self.seed,
-                "diversity": self.diversity,
-                "rules": None if self.rules is None else dict(self.rules),
-            },
+            # Only with several trajectories: with one, every rule is the plain figure above.
+            **(
+                {}
+                if self.samples == 1
+                else {
+                    "samples": {
+                        "k": self.samples,
+                        "seed": self.seed,
+                        "diversity": self.diversity,
+                        "rules": None if self.rules is None else dict(self.rules),
+                    }
+                }
+            ),
             **({} if self.path is None else {"path": dict(self.path)}),
         }
 

@@ -47,6 +47,7 @@ from hrm_agent.policies import (
     evaluate_policy,
 )
 from hrm_env.envs.reasoner import Reasoner, model_cycle_limit
+from hrm_env.fileio import atomic_open, check_writable, save_figure, write_text
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = [
@@ -250,10 +251,13 @@ def run_frontier(
 
 
 def write_csv(points: Sequence[FrontierPoint], path: str | os.PathLike[str]) -> Path:
-    """Write one row per point (columns ``CSV_COLUMNS``)."""
+    """Write one row per point (columns ``CSV_COLUMNS``), whole or not at all.
+
+    Raises:
+        WriteError: naming ``path`` when it cannot be written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for p in points:
@@ -346,8 +350,7 @@ def plot_frontier(
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        save_figure(fig, path)
     return fig
 
 
@@ -544,6 +547,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --preset or --checkpoint, not both")
     if not args.no_plot:
         _pyplot()  # fail before the long part if matplotlib is missing
+    # The outputs too: a path that cannot be written is reported now, not after the recording.
+    check_writable(args.out, folder=True)
+    if args.recording is not None:
+        check_writable(args.recording)
     started = time.perf_counter()
 
     if args.preset is not None:
@@ -607,7 +614,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(points, out / "frontier.csv")
     title = (
         f"{spec.name}: {len(puzzles)} held-out puzzles, step cost {args.step_cost:g}, "
@@ -629,7 +635,7 @@ def run(args: argparse.Namespace) -> int:
         "q_head_finetune": finetune_meta,
         "points": [p.row() for p in points],
     }
-    (out / "frontier.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "frontier.json", json.dumps(summary, indent=2) + "\n")
     print(title)
     print(format_table(points))
     print(f"wrote {out / 'frontier.csv'}" + ("" if args.no_plot else f", {out / 'frontier.png'}"))

@@ -48,6 +48,7 @@ import numpy as np
 from hrm_env.envs.reasoner import CycleOutput, Reasoner
 from hrm_env.envs.reasoning import CONTINUE, HALT, read_answer
 from hrm_env.envs.vector import ReasoningVectorEnv
+from hrm_env.fileio import atomic_open
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = [
@@ -830,9 +831,12 @@ class RecordedReasoner:
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the recording to an ``.npz`` file."""
+        """Write the recording to an ``.npz`` file (whole or not at all).
+
+        Raises:
+            WriteError: naming ``path`` when it cannot be written.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             "inputs": self.inputs,
             "predictions": self.predictions,
@@ -843,7 +847,8 @@ class RecordedReasoner:
         }
         optional = {"features": self.features, "targets": self.targets, "ratings": self.ratings}
         arrays.update({k: v for k, v in optional.items() if v is not None})
-        with open(path, "wb") as f:
+        # Through a file object: given a path, numpy would add ".npz" to a name without it.
+        with atomic_open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
 
@@ -950,7 +955,6 @@ def write_puzzle_csv(task: str | Task, puzzles: PuzzleBatch, path: str | os.Path
     """Write puzzles in the task's CSV format, so an env can take them as ``dataset=path``."""
     spec = get_task(task) if isinstance(task, str) else task
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sources = [f"heldout-{i}" for i in range(len(puzzles))]
     ratings = np.asarray(puzzles.ratings, dtype=np.int32)
     if spec.name == "maze":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrm_env.fileio import atomic_open
 from hrm_env.puzzles import maze
 
 OUT = Path(__file__).resolve().parents[1] / "hrm_env" / "data" / "maze_test.npz"
@@ -29,14 +30,14 @@ def main() -> None:
     mazes = maze.generate_parallel(np.random.default_rng(args.seed), "hard", args.n)
     assert maze.check_batch(mazes.questions, mazes.answers).all()
     assert (mazes.ratings > 110).all()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out,
-        questions=mazes.questions,
-        answers=mazes.answers,
-        ratings=mazes.ratings,
-        seed=np.int64(args.seed),
-    )
+    with atomic_open(args.out, "wb") as f:
+        np.savez_compressed(
+            f,
+            questions=mazes.questions,
+            answers=mazes.answers,
+            ratings=mazes.ratings,
+            seed=np.int64(args.seed),
+        )
     print(
         f"wrote {len(mazes)} hard mazes (path length {mazes.ratings.min()}..{mazes.ratings.max()}, "
         f"mean {mazes.ratings.mean():.1f}) to {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)"

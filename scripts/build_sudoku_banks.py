@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hrm_env.fileio import atomic_open
 from hrm_env.puzzles import sudoku
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +164,8 @@ def main() -> None:
         assert np.array_equal(roundtrip.questions, bank.questions)
         assert np.array_equal(roundtrip.answers, bank.answers)
         path = args.out / f"sudoku_{split}.npz"
-        np.savez_compressed(path, **packed)
+        with atomic_open(path, "wb") as f:
+            np.savez_compressed(f, **packed)
         r = bank.ratings
         per = {str(name): int((src[rows] == name).sum()) for name in np.unique(src[rows])}
         print(

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from hrm_agent.train import lineage_totals, ran_on_cpu
+from hrm_env.fileio import write_text
 
 
 def rate_from_run(run_dir: Path) -> float:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(lineage_totals(lineage))
     print(json.dumps({k: v for k, v in meta.items() if k.startswith("total_")}))
     if changed and not args.dry_run:
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        write_text(path, json.dumps(document, indent=2) + "\n")  # never a torn checkpoint JSON
     return 0
 
 

@@ -41,6 +41,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from hrm_env.fileio import atomic_path
+
 MAZE_EVAL = ["--eval-difficulty", "easy,medium,hard", "--eval-size", "128"]
 MIX_SUDOKU = ["--difficulty", "easy:0.1,medium:0.4,hard:0.5"]
 MIX_MAZE = ["--difficulty", "easy:0.2,medium:0.4,hard:0.4", *MAZE_EVAL]
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, proc in procs.items():
             print(f"{name}: exit {proc.returncode}", flush=True)
     if args.archive:
-        with tarfile.open(args.archive, "w:gz") as tar:
+        with atomic_path(args.archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
             tar.add(root, arcname=root.name, filter=_archived)
     for line in _summary(root, runs):
         print(line, flush=True)

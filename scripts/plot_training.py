@@ -18,6 +18,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from hrm_env.fileio import save_figure
+
 
 def read_eval(folder: Path) -> list[dict[str, str]]:
     """The rows of ``folder/eval.csv``."""
@@ -80,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_title(args.title)
     ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    save_figure(fig, args.out, dpi=110)
     print(f"wrote {args.out}")
 
 

@@ -15,6 +15,7 @@ import gymnasium as gym  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import hrm_env  # noqa: E402, F401  (registers the env ids)
+from hrm_env.fileio import atomic_path  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,8 @@ def main() -> None:
         for _ in range(args.cycles - 1):
             env.step(0)
         path = args.out / f"frame_{name}.png"
-        Image.fromarray(env.render()).save(path, optimize=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(env.render()).save(tmp, format="PNG", optimize=True)
         env.close()
         print(f"wrote {path}")
 

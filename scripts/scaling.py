@@ -22,6 +22,7 @@ import torch
 
 from hrm_agent.evaluate import evaluate
 from hrm_agent.reasoner import load_model
+from hrm_env.fileio import save_figure, write_text
 from hrm_env.puzzles.tasks import PuzzleBatch, get_task
 
 
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
             tier_rows.insert(0, _pooled(tier, tier_rows))
         rows.extend(tier_rows)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(
-        json.dumps({"task": task.name, "trained_cycles": trained, "rows": rows}, indent=1)
+    write_text(
+        args.out / "scaling.json",
+        json.dumps({"task": task.name, "trained_cycles": trained, "rows": rows}, indent=1),
     )
     header = " | ".join(f"{k} cycles{' *' if k > trained else ''}" for k in limits)
     print(f"\n| puzzles | n | {header} | Q-halt, limit {max(limits)} (mean cycles) |")
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_title(f"{task.name}: accuracy against the cycle limit")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / "scaling.png", dpi=110)
+    save_figure(fig, args.out / "scaling.png", dpi=110)
     print(f"wrote {args.out / 'scaling.json'} and {args.out / 'scaling.png'}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 # Headless rendering: no window ever opens, on CI or a laptop.
@@ -69,3 +70,80 @@ def solve_cycle_script(puzzles: Any, solve_at: Any, halt_after: int = 1) -> tupl
 def solve_script():
     """Factory fixture: ``solve_script(puzzles, solve_at, halt_after=1) -> (answers, q)``."""
     return solve_cycle_script
+
+
+class WriteFaults:
+    """Simulated write failures, for tests of what a failed write leaves behind.
+
+    They patch the system calls (``os.open``, ``os.mkdir``, ``os.replace``, ``os.fsync``,
+    ``os.write``) rather than ``chmod`` a folder, so they hold when the tests run as root,
+    whom permission bits do not stop.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def read_only(self, folder: Any, code: int = errno.EROFS) -> None:
+        """Nothing can be created in ``folder`` or below it, nor renamed into it."""
+        folder = os.path.abspath(folder)
+        real_open, real_mkdir, real_replace = os.open, os.mkdir, os.replace
+
+        def inside(path: Any) -> bool:
+            parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+            return parent == folder or parent.startswith(folder + os.sep)
+
+        def refuse(path: Any) -> OSError:
+            return OSError(code, os.strerror(code), os.fspath(path))
+
+        def fake_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: Any = None) -> int:
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+                raise refuse(path)
+            return real_open(path, flags, mode, dir_fd=dir_fd)
+
+        def fake_mkdir(path: Any, mode: int = 0o777, *, dir_fd: Any = None) -> None:
+            if inside(path):
+                raise refuse(path)
+            real_mkdir(path, mode, dir_fd=dir_fd)
+
+        def fake_replace(src: Any, dst: Any, **kwargs: Any) -> None:
+            if inside(dst):
+                raise refuse(dst)
+            real_replace(src, dst, **kwargs)
+
+        self.monkeypatch.setattr(os, "open", fake_open)
+        self.monkeypatch.setattr(os, "mkdir", fake_mkdir)
+        self.monkeypatch.setattr(os, "replace", fake_replace)
+
+    def disk_full(self) -> None:
+        """Every file write fails as on a full disk, where the data is synced (``os.fsync``,
+        which every safe write calls before its rename, and which reports a full disk that
+        buffered writes did not); creating an empty file still works, as on a real one."""
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        self.monkeypatch.setattr(os, "fsync", full)
+
+
+@pytest.fixture
+def write_faults(monkeypatch):
+    """``write_faults.read_only(folder)`` / ``write_faults.disk_full()`` (see WriteFaults)."""
+    return WriteFaults(monkeypatch)
+
+
+def folder_contents(folder: Any) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) -> its bytes: a snapshot to compare."""
+    root = os.fspath(folder)
+    found = {}
+    for parent, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+    """``snapshot(folder)``: every file under it -> its bytes (see folder_contents)."""
+    return folder_contents

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from hrm_env.fileio import check_writable
     from hrm_env.puzzles.datagen import generate_batch, write_puzzle_csv
     from hrm_env.puzzles.tasks import get_task
 
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     difficulty = task.check_difficulty(args.difficulty)
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
+    # Also before the work: a path that cannot be written is found now, not after it.
+    check_writable(args.out)
     # As in hrm eval: a bar only for a person watching; a log file would get its redraws.
     show_progress = not args.no_progress and sys.stderr.isatty()
     start = time.perf_counter()

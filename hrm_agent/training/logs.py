@@ -8,6 +8,7 @@ when to log (the loop does) or change anything the run computes.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_agent.evaluate import EvalResult
+from hrm_env.fileio import append_text, write_text
 
 __all__ = ["EVAL_COLUMNS", "PROGRESS_LINE_SECONDS", "TRAIN_COLUMNS", "CsvLog", "Logger", "Window"]
 
@@ -229,7 +231,12 @@ def _hint_tensorboard() -> None:
 
 
 class CsvLog:
-    """Append-only CSV; on resume rows after the resumed step (from a lost run) are dropped."""
+    """Append-only CSV; on resume rows after the resumed step (from a lost run) are dropped.
+
+    The header (with the rows kept on resume) is written atomically and each row is one
+    append that is undone on failure (``hrm_env.fileio``), so the file never ends in half a
+    row; a failure is a one-line ``WriteError``.
+    """
 
     def __init__(self, path: Path, columns: tuple[str, ...], start_step: int) -> None:
         self.path = path
@@ -238,16 +245,18 @@ class CsvLog:
         if start_step and path.is_file():
             with open(path, newline="") as f:
                 kept = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
+        write_text(path, self._text(kept, header=True), newline="")
+
+    def _text(self, rows: list[dict[str, Any]], header: bool = False) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.columns)
+        if header:
             writer.writeheader()
-            writer.writerows(kept)
+        writer.writerows(rows)
+        return out.getvalue()
 
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.columns).writerow(
-                {k: _fmt(row.get(k)) for k in self.columns}
-            )
+        append_text(self.path, self._text([{k: _fmt(row.get(k)) for k in self.columns}]))
 
 
 def _fmt(value: Any) -> Any:

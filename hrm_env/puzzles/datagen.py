@@ -85,7 +85,6 @@ def write_puzzle_csv(
 ) -> Path:
     """Write a batch in the task's public CSV format (``source,question,answer,rating``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sources = [source] * len(batch)
     if task_name == "maze":
         from . import maze

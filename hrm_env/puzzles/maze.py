@@ -27,6 +27,7 @@ from types import ModuleType
 
 import numpy as np
 
+from hrm_env.fileio import atomic_open
 from hrm_env.puzzles._files import open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
@@ -650,10 +651,14 @@ def decode(tokens: np.ndarray) -> np.ndarray:
 
 
 def write_csv(path: str | os.PathLike[str], mazes: MazeSet) -> None:
-    """Write mazes in the public Maze-Hard format: header ``source,question,answer,rating``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    """Write mazes in the public Maze-Hard format: header ``source,question,answer,rating``.
+
+    The file appears whole or not at all (:mod:`hrm_env.fileio`).
+
+    Raises:
+        WriteError: naming ``path`` when it cannot be written.
+    """
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(_CSV_HEADER)
         for source, q, a, r in zip(

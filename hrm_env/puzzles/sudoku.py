@@ -60,6 +60,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from hrm_env.fileio import atomic_open
 from hrm_env.puzzles._files import open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
@@ -679,11 +680,17 @@ def read_csv(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet
 
 
 def write_csv(path: str | os.PathLike[str], puzzles: SudokuSet) -> None:
-    """Write a set in the Sudoku-Extreme CSV format (blanks as ``.``, answers as digits)."""
+    """Write a set in the Sudoku-Extreme CSV format (blanks as ``.``, answers as digits).
+
+    The file appears whole or not at all (:mod:`hrm_env.fileio`).
+
+    Raises:
+        WriteError: naming ``path`` when it cannot be written.
+    """
     path = Path(path)
     questions = _format_many(puzzles.questions, ".")
     answers = _format_many(puzzles.answers, "0")
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         writer.writerows(

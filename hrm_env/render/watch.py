@@ -20,6 +20,7 @@ import numpy as np
 
 from hrm_env.envs.reasoner import model_cycle_limit
 from hrm_env.envs.reasoning import CONTINUE, HALT, ReasoningEnv, load_reasoner
+from hrm_env.fileio import atomic_path, check_writable
 
 __all__ = ["watch", "has_display", "write_animation", "q_head_action"]
 
@@ -44,11 +45,13 @@ def q_head_action(obs: dict[str, np.ndarray]) -> int:
 
 
 def check_save_path(path: str | os.PathLike[str]) -> Path:
-    """Validate an animation path: a known suffix whose writer is installed.
+    """Validate an animation path: a known suffix whose writer is installed, and a place
+    that can be written (checked before an episode is played, not after).
 
     Raises:
         ValueError: for a suffix other than .gif or .mp4.
         ImportError: when the writer for the suffix is not installed (with the pip command).
+        WriteError: when the path cannot be written (a folder, a read-only folder, ...).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -64,7 +67,7 @@ def check_save_path(path: str | os.PathLike[str]) -> Path:
             "writing an MP4 needs imageio with its ffmpeg plugin or moviepy: "
             "pip install imageio imageio-ffmpeg (or save a .gif)"
         )
-    return path
+    return check_writable(path)
 
 
 def _mp4_backend() -> str | None:
@@ -86,12 +89,30 @@ def _mp4_backend() -> str | None:
 def write_animation(
     path: str | os.PathLike[str], frames: Sequence[np.ndarray], durations_ms: Sequence[int]
 ) -> Path:
-    """Write (H, W, 3) uint8 ``frames``, each shown for its duration, as a GIF or MP4."""
+    """Write (H, W, 3) uint8 ``frames``, each shown for its duration, as a GIF or MP4.
+
+    The file appears whole or not at all (:mod:`hrm_env.fileio`): a failed or interrupted
+    write leaves no half-written animation, and an older file at ``path`` stays as it was.
+
+    Raises:
+        ValueError: a suffix other than .gif or .mp4, or no frames (or not one per duration).
+        ImportError: no writer installed for the suffix.
+        WriteError: the path cannot be written, found up front, or the write failed (a full
+            disk).
+    """
     path = check_save_path(path)
     if not frames or len(frames) != len(durations_ms):
         raise ValueError("need at least one frame and one duration per frame")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
+    with atomic_path(path) as tmp:
+        _encode(tmp, path.suffix.lower(), frames, durations_ms)
+    return path
+
+
+def _encode(
+    path: Path, suffix: str, frames: Sequence[np.ndarray], durations_ms: Sequence[int]
+) -> None:
+    """Encode the frames into ``path`` (a temporary name) in the format of ``suffix``."""
+    if suffix == ".gif":
         from PIL import Image
 
         # One adaptive palette per frame keeps the confidence shading smooth.
@@ -100,13 +121,14 @@ def write_animation(
         ]
         images[0].save(
             path,
+            format="GIF",
             save_all=True,
             append_images=images[1:],
             duration=[int(d) for d in durations_ms],
             loop=0,
             disposal=1,
         )
-        return path
+        return
     # Video has a fixed frame rate: repeat frames to approximate each duration.
     base = min(durations_ms)
     fps = 1000.0 / base
@@ -126,7 +148,6 @@ def write_animation(
         ImageSequenceClip(list(expanded), fps=fps).write_videofile(
             os.fspath(path), codec="libx264", logger=None
         )
-    return path
 
 
 def _tracing(reasoner: Any) -> Any:
