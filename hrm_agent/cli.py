@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from hrm_agent.distribution import DISTRIBUTION, distribution_version
 
 # name -> (module, help). A module exposes add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +25,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``minimum``.
+
+    argparse puts the flag's name in front of the message (``argument --seed: must be an
+    integer >= 0, got -1``), which a check after parsing or an error from deep inside (numpy's
+    "expected non-negative integer") would not.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+seed_type = int_at_least(0)
+"""``--seed``: numpy's and gymnasium's seeds are non-negative."""
+
+count_type = int_at_least(1)
+"""Counts that must be positive: ``--workers``, ``--episodes``."""
+
+
 def _load(name: str):
     module_name, _ = COMMANDS[name]
     return importlib.import_module(module_name)
@@ -32,6 +61,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s module is imported to fill its arguments."""
     parser = argparse.ArgumentParser(
         prog="hrm", description="Hierarchical Reasoning Model: train, evaluate, watch."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{DISTRIBUTION} {distribution_version()}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
