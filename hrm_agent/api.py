@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, set_inference_threads
 from hrm_agent.evaluate import HALT_MODES, iterate_cycles
 from hrm_agent.reasoner import load_model
+from hrm_env.envs.reasoner import check_threads
 from hrm_env.puzzles.tasks import get_task
 
 __all__ = ["solve"]
@@ -37,6 +39,7 @@ def solve(
     halt: str = "q",
     max_segments: int | None = None,
     batch_size: int = 256,
+    threads: int | None = DEFAULT_INFERENCE_THREADS,
 ) -> np.ndarray:
     """Solve one puzzle or many with a trained HRM.
 
@@ -52,6 +55,9 @@ def solve(
             limit); ``"max"`` always runs all cycles.
         max_segments: segment limit (default: the checkpoint's).
         batch_size: puzzles per forward pass.
+        threads: CPU threads of torch (set process-wide; only for a CPU model): an integer
+            >= 1, 0 for torch's default (a thread per core), None to leave torch's setting.
+            Default ``DEFAULT_INFERENCE_THREADS`` (see ``benchmarks/bench_threads.py``).
 
     Returns:
         uint8 answers: (S,) for one puzzle, (B, S) for many.
@@ -64,7 +70,10 @@ def solve(
     if halt not in HALT_MODES:
         raise ValueError(f"halt must be one of {HALT_MODES}, got {halt!r}")
     spec = get_task(task)
+    # Checked before the model loads, so a bad value costs nothing.
+    check_threads(threads)
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
+    set_inference_threads(threads, model.device)
     grids, single = _parse(spec, puzzles)
     answers = np.zeros_like(grids)
     for lo in range(0, len(grids), batch_size):

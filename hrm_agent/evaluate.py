@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.devices import resolve_device
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, resolve_device, set_inference_threads
 from hrm_agent.reasoner import load_model, shipped_checkpoint
+from hrm_env.envs.reasoner import check_threads
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = ["EvalResult", "CycleReadout", "evaluate", "iterate_cycles", "run", "add_arguments"]
@@ -333,6 +334,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N puzzles")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_INFERENCE_THREADS,
+        help=f"CPU threads for torch (default {DEFAULT_INFERENCE_THREADS}; 0: torch's default, "
+        "a thread per core; see benchmarks/bench_threads.py)",
+    )
+    parser.add_argument(
         "--max-segments",
         type=int,
         default=None,
@@ -356,8 +364,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.max_segments is not None and args.max_segments < 1:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
+    check_threads(args.threads, "--threads")
     # The model first: a wrong or corrupt checkpoint fails before any data is read.
     model, meta = load_model(task.name, args.checkpoint, args.device)
+    set_inference_threads(args.threads, model.device, "--threads")
     data = task.test_set() if args.data is None else task.load(args.data)
     if args.limit is not None:
         data = data[: args.limit]

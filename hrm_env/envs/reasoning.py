@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from hrm_env.envs.reasoner import CycleOutput, Reasoner
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS, CycleOutput, Reasoner, check_threads
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 if TYPE_CHECKING:
@@ -86,8 +86,16 @@ def build_observation_space(task: Task, max_cycles: int, latent_size: int | None
     return spaces.Dict(obs)
 
 
-def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: str) -> Reasoner:
+def load_reasoner(
+    task: str,
+    checkpoint: str | os.PathLike[str] | None,
+    device: str,
+    threads: int | None = DEFAULT_INFERENCE_THREADS,
+) -> Reasoner:
     """The default reasoner: the shipped (or given) checkpoint via ``hrm_agent.load_pretrained``.
+
+    On the CPU, torch is then set to ``threads`` threads (process-wide, as
+    ``torch.set_num_threads`` is; 0: torch's default, None: left as it is).
 
     Raises:
         ImportError: when the PyTorch side (``hrm_agent``, torch) is not installed.
@@ -101,10 +109,14 @@ def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: 
             f"the {task!r} environment needs a reasoner: pass reasoner=... or install the PyTorch "
             f"side of hrm (torch and hrm_agent) so the shipped checkpoint can be loaded ({err})"
         ) from err
+    from hrm_agent.devices import set_inference_threads
+
     kwargs: dict[str, Any] = {"device": device}
     if checkpoint is not None:
         kwargs["checkpoint"] = os.fspath(checkpoint)
-    return load_pretrained(task, **kwargs)
+    reasoner = load_pretrained(task, **kwargs)
+    set_inference_threads(threads, getattr(reasoner, "device", "cpu"))
+    return reasoner
 
 
 def reset_options(options: Any, expected: str) -> dict[str, Any]:
@@ -351,6 +363,10 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       run on raises ``ValueError`` naming what it offers.
     - ``latent``: add the pooled high-level state ``z_H`` to the observation.
     - ``viewer_options``: ``hrm_env.render.ViewerOptions`` for the pygame viewer.
+    - ``threads``: CPU threads of torch for the model the env loads itself (no ``reasoner``
+      given): an integer >= 1, 0 for torch's default (a thread per core), None to leave
+      torch's setting. Set process-wide when the model loads. Default
+      ``DEFAULT_INFERENCE_THREADS`` (1: a latency-bound cycle on a busy CPU is fastest so).
 
     ## Version History
 
@@ -384,7 +400,9 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         device: str = "cpu",
         latent: bool = False,
         viewer_options: ViewerOptions | None = None,
+        threads: int | None = DEFAULT_INFERENCE_THREADS,
     ) -> None:
+        self.threads = check_threads(threads)
         self.task: Task = get_task(task)
         self.difficulty, self.dataset = check_arguments(
             self.task, render_mode, self.metadata["render_modes"], reward, step_cost,
@@ -398,7 +416,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.device = device
         if reasoner is None and latent:
             # The observation space needs the latent width now, so load the model now.
-            reasoner = load_reasoner(self.task.name, checkpoint, device)
+            reasoner = load_reasoner(self.task.name, checkpoint, device, self.threads)
             check_reasoner(reasoner, self.task)
         self.reasoner: Reasoner | None = reasoner
         self.latent = bool(latent)
@@ -456,7 +474,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         else:
             inputs, targets, rating = self._draw()
         if self.reasoner is None:
-            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device)
+            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device, self.threads)
             check_reasoner(reasoner, self.task)
             self.reasoner = reasoner
         self._inputs, self._targets, self._rating = inputs, targets, rating
