@@ -96,8 +96,11 @@ def make_workloads(task: str, args: argparse.Namespace) -> dict[str, Callable[[]
     test = spec.test_set()
     eval_set = test[: args.eval_puzzles]
     solve_set = test[args.eval_puzzles : args.eval_puzzles + args.solve_puzzles].inputs
+    limit = args.max_cycles or model_cycle_limit(reasoner)
+    # eval and solve stop at segment ends: the segments that cover the cycle limit.
+    segments = -(-limit // model.config.h_cycles)
     # Injected, so no env reloads the model or sets threads behind the benchmark's back.
-    env = gym.make(ENV_IDS[task], reasoner=reasoner, max_cycles=model_cycle_limit(reasoner))
+    env = gym.make(ENV_IDS[task], reasoner=reasoner, max_cycles=limit)
 
     def episodes() -> int:
         cycles = 0
@@ -112,11 +115,12 @@ def make_workloads(task: str, args: argparse.Namespace) -> dict[str, Callable[[]
         return cycles
 
     def batched() -> None:
-        evaluate(model, spec, eval_set, batch_size=256)
+        evaluate(model, spec, eval_set, max_segments=segments, batch_size=256)
 
     def one_by_one() -> None:
         for puzzle in solve_set:
-            solve(puzzle, task=task, threads=None)  # None: the setting the benchmark made
+            # threads=None: the setting the benchmark made.
+            solve(puzzle, task=task, max_segments=segments, threads=None)
 
     return {"env": episodes, "eval": batched, "solve": one_by_one}
 
@@ -198,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         "--solve-puzzles", type=count_type, default=8, help="solve() calls per timing"
     )
     parser.add_argument(
+        "--max-cycles",
+        type=count_type,
+        default=None,
+        help="cycle limit of every workload (default: each model's own; lower for a quick run)",
+    )
+    parser.add_argument(
         "--repeats", type=count_type, default=3, help="timings per cell (best kept)"
     )
     parser.add_argument(
@@ -210,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "--busy-core", type=int, default=0, help="core the busy condition's spinner holds"
     )
     args = parser.parse_args(argv)
+    limit = "each model's own" if args.max_cycles is None else args.max_cycles
     print(
         f"torch {torch.__version__}, {os.cpu_count()} cores; {args.episodes} env episodes, "
         f"{args.eval_puzzles} eval puzzles, {args.solve_puzzles} solve() calls, best of "
-        f"{args.repeats}; seconds per timing"
+        f"{args.repeats}; cycle limit {limit}; seconds per timing"
     )
     print(
         f"| model | workload | condition | 1 thread s | {args.all} threads s | "
