@@ -51,13 +51,14 @@ except ValueError as err:
 print("puzzle:\n" + show(obs["puzzle"]))
 previous = None
 while True:
+    q_halt, q_continue = obs["q"]
+    # The model halts where q_halt > q_continue: the margin's sign is its decision.
     print(
         f"\ncycle {info['cycles']}: cell accuracy {info['cell_accuracy']:.2f}, "
-        f"P(halt) {info['q_halt_prob']:.2f}"
+        f"q_halt - q_continue {q_halt - q_continue:+.2f}"
     )
     print(show(obs["prediction"], previous))
     previous = obs["prediction"]
-    q_halt, q_continue = obs["q"]
     obs, reward, terminated, truncated, info = env.step(int(q_halt > q_continue))
     if terminated or truncated:
         break

@@ -12,6 +12,7 @@ import gymnasium as gym
 from gymnasium.wrappers import RecordVideo
 
 import hrm_env  # noqa: F401
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--env", default="HRM-Sudoku-v0")
@@ -20,9 +21,11 @@ parser.add_argument("--folder", default="videos")
 parser.add_argument(
     "--seed", type=int, default=None, help="seed of the first draw (default: random)"
 )
+parser.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS,
+                    help="CPU threads for torch (0: torch's default, a thread per core)")  # fmt: skip
 args = parser.parse_args()
 
-env = gym.make(args.env, render_mode="rgb_array")
+env = gym.make(args.env, render_mode="rgb_array", threads=args.threads)
 env = RecordVideo(env, args.folder, episode_trigger=lambda episode: True, name_prefix="hrm")
 for episode in range(args.episodes):
     obs, info = env.reset(seed=args.seed if episode == 0 else None)

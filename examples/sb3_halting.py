@@ -35,6 +35,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, set_inference_threads
 from hrm_agent.frontier import load_or_record, model_max_cycles
 from hrm_agent.policies import QHeadPolicy, SB3Policy, evaluate_policy, write_puzzle_csv
 from hrm_env.envs.defaults import default_tier
@@ -93,7 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=None, help="HRM checkpoint stem (default: shipped)")
     p.add_argument("--device", default="cpu", help="torch device of the HRM")
     p.add_argument("--policy-device", default="cpu", help="torch device of the SB3 policy")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS,
+                   help="CPU threads for torch (0: torch's default, a thread per core)")  # fmt: skip
     p.add_argument("--replay", type=int, default=512,
                    help="record this many training puzzles once and train on their replay "
                    "(0: drive the live model on fresh puzzles)")  # fmt: skip
@@ -159,8 +161,7 @@ def make_model(args: argparse.Namespace, venv: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_inference_threads(args.threads, "cpu", "--threads")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = get_task(args.task)

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import hrm_env  # noqa: F401
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS
 from hrm_env.render.watch import has_display, write_animation
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -24,12 +25,14 @@ parser.add_argument("task", nargs="?", default="sudoku", choices=["sudoku", "maz
 parser.add_argument("--save", default=None, help="write FILE.gif or FILE.mp4 instead of a window")
 parser.add_argument("--puzzles", type=int, default=3)
 parser.add_argument("--seed", type=int, default=None, help="seed of the draws (default: random)")
+parser.add_argument("--threads", type=int, default=DEFAULT_INFERENCE_THREADS,
+                    help="CPU threads for torch (0: torch's default, a thread per core)")  # fmt: skip
 args = parser.parse_args()
 if args.save is None and not has_display():
     args.save = f"watch-{args.task}.gif"
 
 env_id = {"sudoku": "HRM-Sudoku-v0", "maze": "HRM-Maze-v0"}[args.task]
-env = gym.make(env_id, render_mode="rgb_array" if args.save else "human")
+env = gym.make(env_id, render_mode="rgb_array" if args.save else "human", threads=args.threads)
 frames: list[np.ndarray] = []
 for episode in range(args.puzzles):
     obs, info = env.reset(seed=args.seed if episode == 0 else None)

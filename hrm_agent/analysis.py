@@ -50,6 +50,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from hrm_agent.cli import seed_type
+from hrm_agent.distribution import require
 from hrm_agent.model import HRM, Carry, Outputs
 from hrm_agent.reasoner import TorchReasoner
 from hrm_env.fileio import atomic_open, atomic_path, check_writable, save_figure
@@ -514,12 +516,7 @@ def dimensionality(trace: EpisodeTrace) -> dict[str, float]:
 # ---------------------------------------------------------------------------- figures
 def _figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas (no pyplot: no global backend or state)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(
-            "hrm analyze draws its figures with matplotlib: run `pip install matplotlib`"
-        ) from err
+    Figure = require("matplotlib.figure", "viz", "hrm analyze's figures").Figure
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
@@ -769,7 +766,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="low-level steps per cycle (default the trained l_cycles; more shows whether z_L "
         "converges within a cycle)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="picks puzzles; seeds the baseline")
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="picks puzzles; seeds the baseline"
+    )
     parser.add_argument("--pca-puzzles", type=int, default=4, help="trajectories drawn (4)")
     parser.add_argument(
         "--puzzle",
@@ -823,12 +822,7 @@ def _write_csv(path: Path, trace: EpisodeTrace, baseline: EpisodeTrace | None) -
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
-    try:
-        from matplotlib.image import imsave
-    except ImportError as err:
-        raise ImportError(
-            "hrm analyze draws its figures with matplotlib: run `pip install matplotlib`"
-        ) from err
+    imsave = require("matplotlib.image", "viz", "hrm analyze's figures").imsave
     with atomic_path(path) as tmp:
         imsave(tmp, image, format=path.suffix[1:] or "png")
 

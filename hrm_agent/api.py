@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, set_inference_threads
 from hrm_agent.evaluate import HALT_MODES
 from hrm_agent.reasoner import load_model
 from hrm_agent.sampling import (
@@ -26,6 +27,7 @@ from hrm_agent.sampling import (
     run_trajectories,
     select,
 )
+from hrm_env.envs.reasoner import check_threads
 from hrm_env.puzzles.tasks import get_task
 
 __all__ = ["solve"]
@@ -49,6 +51,7 @@ def solve(
     seed: int = 0,
     rule: str = "q",
     diversity: Diversity | None = None,
+    threads: int | None = DEFAULT_INFERENCE_THREADS,
 ) -> np.ndarray:
     """Solve one puzzle or many with a trained HRM.
 
@@ -70,6 +73,9 @@ def solve(
         rule: how one answer is picked from them, by the model alone: ``"q"`` (highest
             ``q_halt``), ``"first"`` (first to halt) or ``"vote"`` (most frequent answer).
         diversity: the noise (default ``sampling.DEFAULT_DIVERSITY``).
+        threads: CPU threads of torch (set process-wide; only for a CPU model): an integer
+            >= 1, 0 for torch's default (a thread per core), None to leave torch's setting.
+            Default ``DEFAULT_INFERENCE_THREADS`` (see ``benchmarks/bench_threads.py``).
 
     Returns:
         uint8 answers: (S,) for one puzzle, (B, S) for many.
@@ -85,7 +91,10 @@ def solve(
         raise ValueError(f"rule must be one of {MODEL_RULES}, got {rule!r}")
     samples = check_samples(samples)
     spec = get_task(task)
+    # Checked before the model loads, so a bad value costs nothing.
+    check_threads(threads)
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
+    set_inference_threads(threads, model.device)
     grids, single = _parse(spec, puzzles)
     answers = np.zeros_like(grids)
     for lo in range(0, len(grids), batch_size):

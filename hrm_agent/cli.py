@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from hrm_agent.distribution import DISTRIBUTION, distribution_version
+
 # name -> (module, help). A module exposes add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("hrm_agent.commands.data", "generate puzzle files (CSV) on all cores"),
@@ -41,6 +43,33 @@ all: a failed write leaves no partial file and keeps the file that was there bef
 #: Exit status of a process whose stdout closed under it, as a shell reports one that
 #: SIGPIPE ended (128 + 13).
 EXIT_BROKEN_PIPE = 141
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``minimum``.
+
+    argparse puts the flag's name in front of the message (``argument --seed: must be an
+    integer >= 0, got -1``), which a check after parsing or an error from deep inside (numpy's
+    "expected non-negative integer") would not.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+seed_type = int_at_least(0)
+"""``--seed``: numpy's and gymnasium's seeds are non-negative."""
+
+count_type = int_at_least(1)
+"""Counts that must be positive: ``--workers``, ``--episodes``."""
 
 
 def _load(name: str):
@@ -78,6 +107,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Hierarchical Reasoning Model: train, evaluate, watch.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{DISTRIBUTION} {distribution_version()}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():

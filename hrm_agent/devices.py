@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEVICE_CHOICES", "available_devices", "resolve_device"]
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS, check_threads
+
+__all__ = [
+    "DEFAULT_INFERENCE_THREADS",
+    "DEVICE_CHOICES",
+    "available_devices",
+    "resolve_device",
+    "set_inference_threads",
+]
+
+# torch's own thread count (a thread per physical core), read before anything here changes
+# it, so that a setting of 0 can go back to it.
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 """The device strings :func:`resolve_device` accepts, as a user is told them."""
@@ -82,3 +94,23 @@ def resolve_device(name: str | torch.device) -> torch.device:
     # torch knows more device types (meta, xpu, ...) that no part of hrm is built or tested
     # for; refusing them here beats a confusing failure inside the model.
     raise ValueError(f"unsupported {label}; use {DEVICE_CHOICES} ({offered})")
+
+
+def set_inference_threads(
+    threads: int | None, device: torch.device | str = "cpu", name: str = "threads"
+) -> None:
+    """Set torch's CPU threads for inference on ``device`` (process-wide).
+
+    Args:
+        threads: an integer >= 1, 0 for torch's own default (a thread per core), or None to
+            leave torch's setting as it is.
+        device: where the model runs; only a CPU model is affected (a GPU runs the cycle).
+        name: the argument's name for the error message (``"--threads"``).
+
+    Raises:
+        ValueError: ``threads`` is negative or not an integer (the message names ``name``).
+    """
+    threads = check_threads(threads, name)
+    if threads is None or torch.device(device).type != "cpu":
+        return
+    torch.set_num_threads(threads or _TORCH_DEFAULT_THREADS)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.devices import resolve_device
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, resolve_device, set_inference_threads
 from hrm_agent.reasoner import load_model, shipped_checkpoint
 from hrm_agent.sampling import (
     DEFAULT_DIVERSITY,
@@ -41,6 +41,7 @@ from hrm_agent.sampling import (
     repeat_rows,
     rule_accuracy,
 )
+from hrm_env.envs.reasoner import check_threads
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = ["EvalResult", "CycleReadout", "evaluate", "iterate_cycles", "run", "add_arguments"]
@@ -405,6 +406,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N puzzles")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_INFERENCE_THREADS,
+        help=f"CPU threads for torch (default {DEFAULT_INFERENCE_THREADS}; 0: torch's default, "
+        "a thread per core; see benchmarks/bench_threads.py)",
+    )
+    parser.add_argument(
         "--max-segments",
         type=int,
         default=None,
@@ -433,8 +441,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_segments is not None and args.max_segments < 1:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
     diversity = diversity_from_args(args)
+    check_threads(args.threads, "--threads")
     # The model first: a wrong or corrupt checkpoint fails before any data is read.
     model, meta = load_model(task.name, args.checkpoint, args.device)
+    set_inference_threads(args.threads, model.device, "--threads")
     data = task.eval_data(args.data)
     if args.limit is not None:
         data = data[: args.limit]

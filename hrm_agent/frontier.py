@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from hrm_agent.cli import seed_type
+from hrm_agent.distribution import require
 from hrm_agent.policies import (
     ConfidencePolicy,
     FixedCyclesPolicy,
@@ -266,13 +268,7 @@ def write_csv(points: Sequence[FrontierPoint], path: str | os.PathLike[str]) -> 
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError(
-            "the frontier plot needs matplotlib: pip install 'hrm[viz]' (or pip install "
-            "matplotlib), or pass --no-plot"
-        ) from err
+    matplotlib = require("matplotlib", "viz", "the frontier plot", "or pass --no-plot")
     matplotlib.use("Agg")  # files only: never open a window
     import matplotlib.pyplot as plt
 
@@ -469,7 +465,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="folder for frontier.csv, .png and .json")
     out.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    out.add_argument("--seed", type=int, default=0, help="seed of --preset init and --finetune-q")
+    out.add_argument(
+        "--seed", type=seed_type, default=0, help="seed of --preset init and --finetune-q"
+    )
     out.add_argument("--progress", action="store_true", help="show progress bars")
 
 
@@ -620,8 +618,7 @@ def run(args: argparse.Namespace) -> int:
         f"max {args.max_cycles} cycles"
     )
     if not args.no_plot:
-        import matplotlib.pyplot as plt
-
+        plt = _pyplot()
         fig = plot_frontier(points, out / "frontier.png", title=title)
         plt.close(fig)
     summary = {

@@ -18,6 +18,7 @@ import argparse
 import csv
 from pathlib import Path
 
+from hrm_agent.distribution import require
 from hrm_env.fileio import save_figure
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default="held-out exact accuracy against CPU time")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "viz", "plot_training.py").Figure
 
     labels = args.labels.split(",") if args.labels else None
     tiers = set(args.tiers.split(",")) if args.tiers else None

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrm_agent.distribution import require
 from hrm_agent.evaluate import evaluate
 from hrm_agent.reasoner import load_model
 from hrm_env.fileio import save_figure, write_text
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {row['group']} | {row['n']} | {cells} | {q} |")
     print(f"(* past the trained limit of {trained} cycles)")
 
-    from matplotlib.figure import Figure
-
+    Figure = require("matplotlib.figure", "viz", "scaling.py's figure").Figure
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     for row in rows:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hrm_agent.cli import main
+from hrm_agent.distribution import DISTRIBUTION, distribution_version, require
 from hrm_env.puzzles import maze, sudoku
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_command_is_a_clear_error(capsys):
@@ -97,3 +101,94 @@ def test_data_shows_a_progress_bar_only_on_a_terminal(tty, capsys, monkeypatch, 
     assert main(["data", "sudoku-mini", "-n", "3", "--out", str(out), "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert ("sudoku-mini hard" in err) == tty, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["data", "sudoku", "--workers", "0"],
+            "argument --workers: must be an integer >= 1, got 0",
+        ),
+        (
+            ["data", "sudoku", "--workers", "-2"],
+            "argument --workers: must be an integer >= 1, got -2",
+        ),
+        (["data", "sudoku", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+        (["data", "sudoku", "--seed", "x"], "argument --seed: expected an integer, got 'x'"),
+        (["watch", "sudoku", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+        (["watch", "sudoku", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
+    ],
+)
+def test_counts_and_seeds_out_of_range_name_their_flag(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(tmp_path / "x.csv")] if argv[0] == "data" else argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_generate_batch_refuses_zero_or_negative_workers():
+    from hrm_env.puzzles.datagen import generate_batch
+
+    for workers in (0, -2):
+        with pytest.raises(ValueError, match=f"workers must be at least 1.*got {workers}"):
+            generate_batch("sudoku-mini", None, 2, workers=workers)
+    with pytest.raises(ValueError, match="seed must be non-negative, got -1"):
+        generate_batch("sudoku-mini", None, 2, seed=-1)
+
+
+def test_version_prints_the_distribution_and_its_version(capsys):
+    from hrm_agent import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out.split()
+    assert out[0] == "hrm-reasoning" and out[1] == distribution_version()
+    # Installed or not, the version is the one pyproject.toml declares.
+    assert distribution_version() == __version__ == _pyproject()["project"]["version"]
+
+
+def test_version_falls_back_to_the_package_when_not_installed(monkeypatch):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    from hrm_agent import __version__
+
+    assert distribution_version() == __version__
+
+
+def test_pyproject_names_a_free_distribution_and_keeps_the_optional_packages_optional():
+    project = _pyproject()["project"]
+    assert project["name"] == DISTRIBUTION
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+    hard = " ".join(project["dependencies"])
+    extras = project["optional-dependencies"]
+    for name, extra in (("tensorboard", "tensorboard"), ("matplotlib", "viz")):
+        assert name not in hard
+        assert any(d.startswith(name) for d in extras[extra])
+        # The test extra still pulls everything the suite exercises.
+        assert any(d.startswith(name) for d in extras["test"])
+    assert project["scripts"] == {"hrm": "hrm_agent.cli:main"}
+
+
+def test_a_missing_optional_package_names_the_extra_that_brings_it():
+    with pytest.raises(ImportError) as err:
+        require("hrm_no_such_module.figure", "viz", "the frontier plot", "or pass --no-plot")
+    assert str(err.value) == (
+        "the frontier plot needs hrm_no_such_module: pip install 'hrm-reasoning[viz]', "
+        "or pass --no-plot"
+    )
+    assert require("json", "viz", "x").dumps([1]) == "[1]"
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -179,3 +179,33 @@ def test_sample_frontier_compares_sources_then_draws_the_frontier(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["curve"] for r in rows} == {"q", "first", "vote", "checker", "more cycles"}
     assert (tmp_path / "frontier.png").stat().st_size > 0
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_threads_busy_core_spins_only_inside_its_block():
+    bench = _benchmark("bench_threads")
+    with bench.busy_core() as spinner:
+        assert spinner.poll() is None  # running
+    assert spinner.poll() is not None  # stopped and reaped after the block
+
+
+def test_bench_threads_verdict_names_the_faster_setting_per_condition():
+    bench = _benchmark("bench_threads")
+    rows = [
+        {"task": "sudoku", "workload": "env", "condition": "idle", "one": 2.0, "all": 1.0},
+        {"task": "sudoku", "workload": "eval", "condition": "idle", "one": 3.0, "all": 1.0},
+        {"task": "sudoku", "workload": "env", "condition": "busy", "one": 1.0, "all": 30.0},
+        {"task": "sudoku", "workload": "eval", "condition": "busy", "one": 2.0, "all": 1.5},
+    ]
+    idle, busy, default = bench.verdict(rows, 2)
+    assert idle.startswith("idle: 1 thread faster in 0 of 2 workloads, 2 threads in 2")
+    assert "in total 2 threads (5.00 s against 2.00 s)" in idle
+    assert busy.startswith("busy: 1 thread faster in 1 of 2 workloads, 2 threads in 1")
+    assert "in total 1 thread (3.00 s against 31.50 s)" in busy
+    assert default.startswith("DEFAULT_INFERENCE_THREADS = ")

@@ -7,14 +7,18 @@ import os
 import sys
 import time
 
+from hrm_agent.cli import count_type, seed_type
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", help="sudoku, sudoku-mini or maze")
     parser.add_argument("--difficulty", default=None, help="tier (default: the task's default)")
     parser.add_argument("-n", type=int, default=1000, help="number of puzzles (default 1000)")
     parser.add_argument("--out", required=True, help="output CSV path")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="root seed (default 0)")
+    parser.add_argument(
+        "--workers", type=count_type, default=None, help="processes (default: all cores)"
+    )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (off anyway when not a TTY)"
     )

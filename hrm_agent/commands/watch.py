@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from hrm_agent.cli import count_type, seed_type
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", help="sudoku, sudoku-mini or maze")
@@ -13,11 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="puzzle tier (default: hard for sudoku, else the task's default tier)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the puzzle draw")
+    parser.add_argument("--seed", type=seed_type, default=None, help="seed of the puzzle draw")
     parser.add_argument(
         "--save", default=None, help="write the animation to FILE.gif or FILE.mp4 instead"
     )
-    parser.add_argument("--episodes", type=int, default=None, help="episodes to play")
+    parser.add_argument("--episodes", type=count_type, default=None, help="episodes to play")
     parser.add_argument("--checkpoint", default=None, help="checkpoint stem (default: shipped)")
     parser.add_argument(
         "--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:1, mps (default cpu)"

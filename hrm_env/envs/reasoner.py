@@ -17,7 +17,38 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["CycleOutput", "Reasoner", "ScriptedReasoner", "ScriptedState", "model_cycle_limit"]
+__all__ = [
+    "DEFAULT_INFERENCE_THREADS",
+    "CycleOutput",
+    "Reasoner",
+    "ScriptedReasoner",
+    "ScriptedState",
+    "check_threads",
+    "model_cycle_limit",
+]
+
+DEFAULT_INFERENCE_THREADS = 1
+"""CPU threads torch runs inference with, unless told otherwise: the one default of ``hrm
+eval``, :func:`hrm_agent.solve`, the envs' own models and the examples. A cycle of the shipped
+models is small, and torch's default (a thread per core) can make it many times slower when
+another process keeps a core busy; ``benchmarks/bench_threads.py`` measures both settings,
+idle and busy, and this is where its verdict goes."""
+
+
+def check_threads(threads: Any, name: str = "threads") -> int | None:
+    """``threads`` if it is a valid thread setting, else a ``ValueError`` naming ``name``.
+
+    A setting is an integer >= 1 (that many torch threads), 0 (torch's own default, a thread
+    per core) or None (leave torch's setting as it is).
+    """
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(
+            f"{name} must be an integer >= 1, 0 (torch's default: a thread per core) or None "
+            f"(leave torch's setting), got {threads!r}"
+        )
+    return int(threads)
 
 
 class CycleOutput(NamedTuple):

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from hrm_env.envs.defaults import cycle_limit, default_tier
-from hrm_env.envs.reasoner import CycleOutput, Reasoner
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS, CycleOutput, Reasoner, check_threads
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 if TYPE_CHECKING:
@@ -87,8 +87,16 @@ def build_observation_space(task: Task, max_cycles: int, latent_size: int | None
     return spaces.Dict(obs)
 
 
-def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: str) -> Reasoner:
+def load_reasoner(
+    task: str,
+    checkpoint: str | os.PathLike[str] | None,
+    device: str,
+    threads: int | None = DEFAULT_INFERENCE_THREADS,
+) -> Reasoner:
     """The default reasoner: the shipped (or given) checkpoint via ``hrm_agent.load_pretrained``.
+
+    On the CPU, torch is then set to ``threads`` threads (process-wide, as
+    ``torch.set_num_threads`` is; 0: torch's default, None: left as it is).
 
     Raises:
         ImportError: when the PyTorch side (``hrm_agent``, torch) is not installed.
@@ -102,10 +110,14 @@ def load_reasoner(task: str, checkpoint: str | os.PathLike[str] | None, device: 
             f"the {task!r} environment needs a reasoner: pass reasoner=... or install the PyTorch "
             f"side of hrm (torch and hrm_agent) so the shipped checkpoint can be loaded ({err})"
         ) from err
+    from hrm_agent.devices import set_inference_threads
+
     kwargs: dict[str, Any] = {"device": device}
     if checkpoint is not None:
         kwargs["checkpoint"] = os.fspath(checkpoint)
-    return load_pretrained(task, **kwargs)
+    reasoner = load_pretrained(task, **kwargs)
+    set_inference_threads(threads, getattr(reasoner, "device", "cpu"))
+    return reasoner
 
 
 def reset_options(options: Any, expected: str) -> dict[str, Any]:
@@ -406,6 +418,10 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``diversity``: the noise of the trajectories beyond the first, a dict of
       ``hrm_agent.sampling.Diversity`` fields (``carry_sigma``, ``init_sigma``,
       ``input_dropout``); default: that module's ``DEFAULT_DIVERSITY``.
+    - ``threads``: CPU threads of torch for the model the env loads itself (no ``reasoner``
+      given): an integer >= 1, 0 for torch's default (a thread per core), None to leave
+      torch's setting. Set process-wide when the model loads. Default
+      ``DEFAULT_INFERENCE_THREADS`` (1: a latency-bound cycle on a busy CPU is fastest so).
 
     ## Version History
 
@@ -441,7 +457,9 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         viewer_options: ViewerOptions | None = None,
         samples: int = 1,
         diversity: Mapping[str, float] | None = None,
+        threads: int | None = DEFAULT_INFERENCE_THREADS,
     ) -> None:
+        self.threads = check_threads(threads)
         self.task: Task = get_task(task)
         self.samples, self.diversity = check_samples(samples, diversity, reasoner)
         self.difficulty, self.dataset = check_arguments(
@@ -460,7 +478,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.device = device
         if reasoner is None and latent:
             # The observation space needs the latent width now, so load the model now.
-            reasoner = load_reasoner(self.task.name, checkpoint, device)
+            reasoner = load_reasoner(self.task.name, checkpoint, device, self.threads)
             check_reasoner(reasoner, self.task)
         self.reasoner: Reasoner | None = reasoner
         self.latent = bool(latent)
@@ -521,7 +539,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         else:
             inputs, targets, rating = self._draw()
         if self.reasoner is None:
-            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device)
+            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device, self.threads)
             check_reasoner(reasoner, self.task)
             self.reasoner = reasoner
         self._inputs, self._targets, self._rating = inputs, targets, rating

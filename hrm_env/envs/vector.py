@@ -23,7 +23,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from hrm_env.envs.defaults import cycle_limit
-from hrm_env.envs.reasoner import CycleOutput, Reasoner
+from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS, CycleOutput, Reasoner, check_threads
 from hrm_env.envs.reasoning import (
     CONTINUE,
     HALT,
@@ -66,7 +66,7 @@ class ReasoningVectorEnv(VectorEnv):
     Args:
         num_envs: N, the batch size.
         task, reasoner, reward, step_cost, max_cycles, difficulty, dataset, checkpoint, device,
-            latent, viewer_options: as for ``ReasoningEnv``.
+            latent, viewer_options, threads: as for ``ReasoningEnv``.
         render_mode: None or ``"rgb_array"`` (``render()`` returns one frame per sub-env).
 
     Example:
@@ -99,7 +99,9 @@ class ReasoningVectorEnv(VectorEnv):
         device: str = "cpu",
         latent: bool = False,
         viewer_options: ViewerOptions | None = None,
+        threads: int | None = DEFAULT_INFERENCE_THREADS,
     ) -> None:
+        self.threads = check_threads(threads)
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.task: Task = get_task(task)
@@ -119,7 +121,7 @@ class ReasoningVectorEnv(VectorEnv):
         self.checkpoint = checkpoint
         self.device = device
         if reasoner is None and latent:
-            reasoner = load_reasoner(self.task.name, checkpoint, device)
+            reasoner = load_reasoner(self.task.name, checkpoint, device, self.threads)
             check_reasoner(reasoner, self.task)
         self.reasoner: Reasoner | None = reasoner
         self.latent = bool(latent)
@@ -180,7 +182,7 @@ class ReasoningVectorEnv(VectorEnv):
         everyone = np.ones(self.num_envs, dtype=bool)
         self._draw(everyone)
         if self.reasoner is None:
-            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device)
+            reasoner = load_reasoner(self.task.name, self.checkpoint, self.device, self.threads)
             check_reasoner(reasoner, self.task)
             self.reasoner = reasoner
         self._state = self.reasoner.reset(self._inputs)

@@ -1,4 +1,5 @@
-"""Opening a user's puzzle file as text, shared by both domains' readers."""
+"""Opening a user's puzzle file as text, and naming a line of it, shared by both domains'
+readers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+
+def at_line(path: str | Path, line: int) -> str:
+    """Where a problem lies, as every reader of puzzle files says it: ``path:LINE`` (the form
+    compilers and grep print, which editors and terminals turn into links)."""
+    return f"{path}:{line}"
 
 
 @contextmanager

@@ -56,11 +56,16 @@ def generate_batch(
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if workers is not None and workers < 1:
+        # Not read as "all cores": a 0 or a negative count is more likely a slip than a wish.
+        raise ValueError(f"workers must be at least 1 (None: all cores), got {workers}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     task = get_task(task_name)
     difficulty = task.check_difficulty(difficulty)
     sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
     seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(sizes)))
+    workers = min(workers or os.cpu_count() or 1, len(sizes))
     parts: list[PuzzleBatch] = []
     if workers == 1:
         for size, child in zip(sizes, seeds, strict=True):

@@ -28,7 +28,7 @@ from types import ModuleType
 import numpy as np
 
 from hrm_env.fileio import atomic_open
-from hrm_env.puzzles._files import open_text
+from hrm_env.puzzles._files import at_line, open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
 __all__ = [
@@ -701,7 +701,7 @@ def read_csv(path: str | os.PathLike[str]) -> MazeSet:
                 rating_text = (record.get("rating") or "").strip()
                 rating = int(float(rating_text)) if rating_text else None
             except ValueError as err:
-                raise ValueError(f"{path}, line {line}: {err}") from None
+                raise ValueError(f"{at_line(path, line)}: {err}") from None
             questions.append(q)
             answers.append(a)
             ratings.append(rating)
@@ -717,7 +717,7 @@ def read_csv(path: str | os.PathLike[str]) -> MazeSet:
     if not ok.all():
         row = int(np.flatnonzero(~ok)[0])
         raise ValueError(
-            f"{path}, line {lines[row]}: the answer does not mark a shortest path from S to G"
+            f"{at_line(path, lines[row])}: the answer does not mark a shortest path from S to G"
         )
     r_arr = np.array(
         [int(n) if r is None else r for r, n in zip(ratings, lengths, strict=True)],

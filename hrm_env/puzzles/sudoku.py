@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hrm_env.fileio import atomic_open
-from hrm_env.puzzles._files import open_text
+from hrm_env.puzzles._files import at_line, open_text
 from hrm_env.puzzles._tokens import checked_tokens
 
 __all__ = [
@@ -640,7 +640,9 @@ def read_csv(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < len(header):
-                raise ValueError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
+                raise ValueError(
+                    f"{at_line(path, line_no)}: expected {len(header)} fields, got {len(row)}"
+                )
             lines.append(line_no)
             questions.append(row[col["question"]].strip())
             answers.append(row[col["answer"]].strip() if "answer" in col else "")
@@ -648,7 +650,7 @@ def read_csv(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet
             sources.append(row[col["source"]].strip() if "source" in col else "")
 
     def where(i: int) -> str:
-        return f"{path}:{lines[i]}"
+        return at_line(path, lines[i])
 
     if not questions:
         empty = np.zeros((0, (size or 9) ** 2), np.uint8)
@@ -714,9 +716,9 @@ def _read_lines(path: Path, size: int | None) -> tuple[np.ndarray, list[int]]:
             strings.append(text.split()[0])
             lines.append(line_no)
     if strings:
-        size = _file_size(strings[0], size, f"{path}:{lines[0]}")
+        size = _file_size(strings[0], size, at_line(path, lines[0]))
     size = _check_size(9 if size is None else size)
-    grids = _parse_many(strings, size, lambda i: f"{path}:{lines[i]}", "puzzle")
+    grids = _parse_many(strings, size, lambda i: at_line(path, lines[i]), "puzzle")
     return grids, lines
 
 
@@ -761,7 +763,7 @@ def load(path: str | os.PathLike[str], size: int | None = None) -> SudokuSet:
         answers = np.zeros_like(questions)
         ratings = np.zeros(len(questions), dtype=np.int32)
         everything = np.ones(len(questions), dtype=bool)
-        _fill_missing(questions, answers, ratings, everything, lambda i: f"{path}:{lines[i]}")
+        _fill_missing(questions, answers, ratings, everything, lambda i: at_line(path, lines[i]))
         return SudokuSet(questions, answers, ratings, [path.stem] * len(questions))
     raise ValueError(f"{path}: unknown Sudoku file type {suffix!r}; use .csv or .txt")
 

@@ -73,7 +73,7 @@ class Snapshot:
         previous: (S,) uint8 the answer one cycle earlier, or None on the first cycle.
         solution: (S,) uint8 reference answer, or None if unknown.
         cycle: cycles run so far.
-        max_cycles: the cycle limit (sets the x axis of the plots).
+        max_cycles: the cycle limit (the plots' x axis grows towards it with ``cycle``).
         q_history: per cycle, the Q head's (halt, continue) logits.
         traces: named per-cycle series in [0, 1] for the trace plot.
         halted: the answer has been committed.

@@ -55,3 +55,46 @@ def test_mps_without_mps_is_named(no_gpu):
 def test_an_unknown_or_unsupported_device_lists_the_choices(no_gpu, name):
     with pytest.raises(ValueError, match=r"device .*use auto, cpu, cuda, cuda:N or mps"):
         resolve_device(name)
+
+
+@pytest.fixture
+def keep_threads():
+    """Put torch's thread count back after the test (it is process-wide)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_set_inference_threads_sets_restores_or_leaves_torch_threads(keep_threads):
+    from hrm_agent import devices
+
+    devices.set_inference_threads(1)
+    assert torch.get_num_threads() == 1
+    devices.set_inference_threads(None)  # None leaves the setting
+    assert torch.get_num_threads() == 1
+    devices.set_inference_threads(0)  # 0: torch's own default, read at import
+    assert torch.get_num_threads() == devices._TORCH_DEFAULT_THREADS
+    devices.set_inference_threads(1, torch.device("meta"))  # not a CPU model: untouched
+    assert torch.get_num_threads() == devices._TORCH_DEFAULT_THREADS
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_a_bad_thread_setting_names_the_argument(bad, keep_threads):
+    from hrm_agent.devices import set_inference_threads
+
+    with pytest.raises(ValueError, match=r"^--threads must be an integer >= 1, 0 .* got"):
+        set_inference_threads(bad, name="--threads")
+
+
+def test_eval_solve_and_the_envs_share_one_thread_default():
+    import inspect
+
+    from hrm_agent import devices
+    from hrm_agent.api import solve
+    from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS
+    from hrm_env.envs.reasoning import ReasoningEnv
+    from hrm_env.envs.vector import ReasoningVectorEnv
+
+    assert devices.DEFAULT_INFERENCE_THREADS is DEFAULT_INFERENCE_THREADS
+    for f in (solve, ReasoningEnv.__init__, ReasoningVectorEnv.__init__):
+        assert inspect.signature(f).parameters["threads"].default == DEFAULT_INFERENCE_THREADS

@@ -229,3 +229,25 @@ def test_solve_rejects_bad_input_with_clear_errors(mini_checkpoint):
         solve("." * 81, task="sudoku", checkpoint=mini_checkpoint)
     with pytest.raises(ValueError, match="unknown task"):
         solve("1...............", task="go", checkpoint=mini_checkpoint)
+
+
+def test_eval_and_solve_run_with_the_threads_asked_for(mini_checkpoint, capsys):
+    from hrm_agent import cli, devices
+    from hrm_agent.api import solve
+
+    before = torch.get_num_threads()
+    default = devices.DEFAULT_INFERENCE_THREADS or devices._TORCH_DEFAULT_THREADS
+    try:
+        args = ["eval", "sudoku-mini", "--checkpoint", str(mini_checkpoint), "--limit", "2"]
+        assert cli.main([*args, "--threads", "-1"]) == 2
+        assert "--threads must be an integer >= 1" in capsys.readouterr().err
+        torch.set_num_threads(default + 1)
+        assert cli.main([*args, "--threads", "1", "--json"]) == 0
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(default + 1)
+        solve(mini_puzzles(2).inputs, task="sudoku-mini", checkpoint=mini_checkpoint)
+        assert torch.get_num_threads() == default
+        with pytest.raises(ValueError, match="threads must be"):
+            solve(mini_puzzles(2).inputs, task="sudoku-mini", threads=-2)
+    finally:
+        torch.set_num_threads(before)

@@ -383,3 +383,34 @@ def test_close_twice_is_safe():
     assert env.render() is not None
     env.close()
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ["HRM-SudokuMini-v0", "HRM-Maze-v0"])
+def test_an_env_that_loads_its_own_model_sets_the_threads_asked_for(
+    env_id, monkeypatch, tiny_reasoner
+):
+    torch = pytest.importorskip("torch")
+    import hrm_agent
+    from hrm_agent.devices import _TORCH_DEFAULT_THREADS, DEFAULT_INFERENCE_THREADS
+
+    task = {"HRM-SudokuMini-v0": "sudoku-mini", "HRM-Maze-v0": "maze"}[env_id]
+    model = tiny_reasoner(task)  # made first: making it sets one thread
+    monkeypatch.setattr(hrm_agent, "load_pretrained", lambda task, **kw: model)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        env = gym.make(env_id, threads=1)
+        env.reset(seed=0)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        env = gym.make(env_id, threads=None)  # leave torch's setting alone
+        env.reset(seed=0)
+        assert torch.get_num_threads() == 2
+        envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+        envs.reset(seed=0)  # the shared default
+        assert torch.get_num_threads() == (DEFAULT_INFERENCE_THREADS or _TORCH_DEFAULT_THREADS)
+    finally:
+        torch.set_num_threads(before)
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match=r"^threads must be an integer >= 1"):
+            gym.make(env_id, threads=bad)

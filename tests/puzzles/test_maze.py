@@ -496,12 +496,12 @@ def test_csv_errors_name_file_line_and_problem(tmp_path, hard: maze.MazeSet) -> 
 
     short = text[:2] + [text[2].replace(",", ",#", 1)]
     path.write_text("\n".join(short) + "\n")
-    with pytest.raises(ValueError, match=r"m.csv, line 3: a maze must have 900 characters"):
+    with pytest.raises(ValueError, match=r"m.csv:3: a maze must have 900 characters"):
         maze.read_csv(path)
 
     wrong = maze.MazeSet(hard.questions[:1], hard.questions[:1], hard.ratings[:1], ["x"])
     maze.write_csv(path, wrong)
-    with pytest.raises(ValueError, match=r"line 2: the answer does not mark a shortest path"):
+    with pytest.raises(ValueError, match=r"m.csv:2: the answer does not mark a shortest path"):
         maze.read_csv(path)
 
     path.write_text("source,puzzle\nx,y\n")

@@ -191,3 +191,28 @@ def test_maze_aux_targets_are_the_bfs_results():
         task.aux_labels(batch.inputs, "depth")
     with pytest.raises(ValueError, match="no auxiliary target"):
         get_task("sudoku").aux_labels(np.zeros((1, 81), np.uint8), "distance3")
+
+
+@pytest.mark.parametrize(
+    ("name", "file", "bad_row"),
+    [
+        ("sudoku", "p.csv", "x,123,,"),  # a question of 3 characters
+        ("sudoku", "p.txt", "123"),
+        ("maze", "m.csv", "x,#S G,,"),  # a maze of 4 characters
+    ],
+)
+def test_every_reader_names_a_bad_line_as_path_colon_line(tmp_path, name, file, bad_row):
+    """One format for a bad line in every puzzle file, ``path:LINE: message``."""
+    task = get_task(name)
+    good = task.sample(np.random.default_rng(0), 1)
+    path = tmp_path / file
+    if file.endswith(".txt"):
+        # Line 1 a comment, line 2 a good puzzle, line 3 the bad one.
+        path.write_text("# puzzles\n" + sudoku.format(good.inputs[0]) + "\n" + bad_row + "\n")
+    else:
+        # Line 1 the header, line 2 a good puzzle, line 3 the bad one.
+        write_puzzle_csv(path, name, good, "t")
+        path.write_text(path.read_text() + bad_row + "\n")
+    with pytest.raises(ValueError) as err:
+        task.load(path)
+    assert str(err.value).startswith(f"{path}:3: "), str(err.value)

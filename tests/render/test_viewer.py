@@ -167,22 +167,104 @@ def test_panel_plots_the_q_values_over_the_episode():
     assert count[1] > count[0]
 
 
-def test_halt_line_stays_visible_where_it_coincides_with_continue():
+def q_plot_pixels(frame: np.ndarray, viewer: Viewer) -> np.ndarray:
+    """The panel below its header and status lines, above the legend: the plots."""
+    s = viewer.options.scale
+    return frame[round(160 * s) : -round(60 * s), round((viewer.MARGIN * 2 + viewer.BOARD) * s) :]
+
+
+def colour_rows(pixels: np.ndarray, colour, tol: int = 30) -> np.ndarray:
+    return np.nonzero((np.abs(pixels.astype(int) - np.array(colour)).max(-1) <= tol).any(1))[0]
+
+
+def test_q_plot_puts_halting_points_above_the_decision_line_and_continuing_below():
+    viewer = Viewer("sudoku", options=ViewerOptions(show_traces=False))
+    # Margins q_halt - q_continue of +3 (halt wins) or -3 (continue wins), whatever the
+    # logits' own levels: the panel shows the decision, not either logit.
+    halting = [(-2.0 + i, -5.0 + i) for i in range(6)]
+    continuing = [(h - 6.0, c) for h, c in halting]
+    up = q_plot_pixels(viewer.render(sudoku_snapshot(q_history=halting, cycle=6)), viewer)
+    down = q_plot_pixels(viewer.render(sudoku_snapshot(q_history=continuing, cycle=6)), viewer)
+    assert len(colour_rows(up, Palette.halt)) > 0 and len(colour_rows(down, Palette.cont)) > 0
+    assert len(colour_rows(up, Palette.cont)) == 0  # no continue-coloured point
+    assert len(colour_rows(down, Palette.halt)) == 0
+    # Halting points lie above continuing ones (a smaller row is higher up).
+    assert colour_rows(up, Palette.halt).max() < colour_rows(down, Palette.cont).min()
+
+
+def test_the_plotted_margin_decides_as_the_q_head_policy_does():
+    from hrm_env.render.panel import halt_margins
+    from hrm_env.render.watch import q_head_action
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 3.0, (200, 2)).astype(np.float32)
+    q[:10, 1] = q[:10, 0]  # ties: the rule is a strict >, so a tie continues
+    margins = halt_margins([tuple(row) for row in q])
+    actions = [q_head_action({"q": row}) for row in q]
+    assert [int(m > 0) for m in margins] == actions
+
+
+def test_margin_axis_is_a_round_number_above_every_margin():
+    from hrm_env.render.panel import margin_limit
+
+    assert margin_limit([]) == 1.0
+    assert margin_limit([0.3, -0.9]) == 1.0
+    assert margin_limit([-3.2, 1.0]) == 5.0
+    assert margin_limit([12.0, float("nan")]) == 20.0
+    assert margin_limit([100.0]) == 100.0
+
+
+@pytest.mark.parametrize("limit", [4, 16, 64, 128])
+def test_x_axis_starts_short_and_grows_with_the_episode(limit):
+    from hrm_env.render.panel import AXIS_START, axis_cycles
+
+    axes = [axis_cycles(c, limit) for c in range(1, limit + 1)]
+    assert axes[0] == min(AXIS_START, limit)  # a few cycles first, not the whole limit
+    assert axes == sorted(axes) and axes[-1] == limit  # grows, up to the limit
+    for cycle, axis in zip(range(1, limit + 1), axes, strict=True):
+        assert cycle <= axis <= limit
+        if axis > AXIS_START and axis < limit:
+            assert cycle > axis / 1.5  # after a step the points still span 2/3 of the axis
+
+
+def test_plots_of_a_short_episode_do_not_depend_on_a_far_limit():
     viewer = Viewer("sudoku")
-    panel = slice(round(viewer.MARGIN * 2 + viewer.BOARD), None)
+    history = [(-3.0, 0.0), (-1.0, 0.0), (1.0, 0.0)]
+    frames = {
+        limit: q_plot_pixels(
+            viewer.render(sudoku_snapshot(q_history=history, cycle=3, max_cycles=limit)), viewer
+        )
+        for limit in (8, 64, 4)
+    }
+    np.testing.assert_array_equal(frames[8], frames[64])
+    assert not np.array_equal(frames[8], frames[4])  # a limit inside the axis caps it
 
-    def pixels(q_history: list[tuple[float, float]], colour) -> int:
-        frame = viewer.render(sudoku_snapshot(q_history=q_history, cycle=len(q_history)))
-        return int((np.abs(frame[:, panel].astype(int) - colour).max(-1) <= 30).sum())
 
-    logits = np.linspace(-2.0, 2.0, 12).tolist()
-    equal = [(x, x) for x in logits]
-    apart = [(x, -x) for x in logits]
-    # Drawn under the continue line, the halt line of equal series left no more halt pixels
-    # than a single point (the legend and the status colour); drawn on top it shows in full.
-    assert pixels(equal, Palette.halt) > 0.8 * pixels(apart, Palette.halt)
-    # The continue line, under it, still shows at its edges.
-    assert pixels(equal, Palette.cont) > pixels(equal[:1], Palette.cont)
+@pytest.mark.parametrize("task", ["sudoku", "maze"])
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_legend_names_every_mark_the_board_draws(task, scale):
+    from hrm_env.render.panel import legend_items
+
+    labels = {label for label, _, _ in legend_items(task)}
+    if task == "maze":
+        # The grey rings are the reference path's cells the model missed.
+        assert {"start", "goal", "path", "changed", "wrong", "missed"} <= labels
+        assert ("missed", Palette.grid_thin, "ring") in legend_items(task)
+        swatches = [Palette.good, Palette.goal, Palette.answer, Palette.error]
+    else:
+        assert {"given", "sure", "unsure", "changed", "wrong"} <= labels
+        swatches = [Palette.given_fill, Palette.error]
+    env = ReasoningEnv(
+        task,
+        reasoner=ScriptedReasoner(task, solve_at=1),
+        render_mode="rgb_array",
+        viewer_options=ViewerOptions(scale=scale),
+    )
+    env.reset(seed=0)
+    frame = env.render()
+    legend = frame[-round(80 * scale) :, round((Viewer.MARGIN * 2 + Viewer.BOARD) * scale) :]
+    for colour in swatches:
+        assert has_colour(legend, colour, tol=4), colour
 
 
 def test_render_without_a_mode_warns_and_returns_none():
