@@ -14,6 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+
+def _maze_output_choices() -> tuple[tuple[int, ...], ...] | None:
+    from hrm_env.puzzles.tasks import get_task  # numpy only
+
+    return get_task("maze").output_choices
+
+
 __all__ = ["Recipe", "RECIPES", "recipe_for", "describe_recipes"]
 
 
@@ -93,25 +100,30 @@ RECIPES: dict[str, Recipe] = {
             "l_layers": 2,
             "h_cycles": 1,
             "l_cycles": 3,
-            "max_segments": 16,
+            "max_segments": 24,
             "loss": "softmax",
             "gradient": "last-cycle",
+            # The output mask: an open cell decides path or not; walls, S and G are copied.
+            "output_choices": _maze_output_choices(),
         },
         train={
-            "difficulty": "easy",
+            "difficulty": "easy:0.3,medium:0.4,hard:0.3",
+            "targets": "closest",
             "batch_size": 16,
             "lr": 2e-3,
             "lr_warmup_steps": 100,
             "lr_schedule": "cosine",
             "lr_min_ratio": 0.05,
-            "steps": 5000,
+            "weight_decay": 0.05,
+            "grad_clip": 1.0,
+            "steps": 4000,
             "q_bootstrap": "delayed",
-            "eval_difficulty": "easy,medium",
-            "eval_size": 64,
+            "eval_difficulty": "easy,medium,hard",
+            "eval_size": 256,
             "eval_every": 1000,
-            "checkpoint_every": 100,
+            "checkpoint_every": 250,
         },
-        source="README, Results, Mazes on two CPU cores",
+        source="docs/RESULTS.md, Mazes, Training-signal experiments (run P)",
     ),
 }
 """The recipe of each task."""
@@ -136,6 +148,10 @@ def describe_recipes() -> str:
             f"{t.get('batch_size')}, lr {t.get('lr')} (warmup {t.get('lr_warmup_steps')}, "
             f"{t.get('lr_schedule')}), {t.get('steps')} steps, gradient "
             f"{o.get('gradient', 'one-step')}, Q bootstrap {t.get('q_bootstrap')}"
+            + (", output mask" if o.get("output_choices") else "")
+            + (f", {t['targets']} targets" if t.get("targets") else "")
+            + (f", weight decay {t['weight_decay']}" if "weight_decay" in t else "")
+            + (f", grad clip {t['grad_clip']}" if t.get("grad_clip") else "")
             + (f", held-out eval on {t['eval_difficulty']}" if t.get("eval_difficulty") else "")
         )
     return "\n".join(lines)

@@ -161,10 +161,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after warmup: constant or cosine",
     )
     opt.add_argument("--lr-min-ratio", type=float, default=None, help="cosine: final lr / peak lr")
-    opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW decay")
+    opt.add_argument(
+        "--weight-decay", type=float, default=None, help=f"AdamW decay (default {d.weight_decay})"
+    )
     opt.add_argument("--beta1", type=float, default=d.betas[0], help="AdamW beta1")
     opt.add_argument("--beta2", type=float, default=d.betas[1], help="AdamW beta2")
-    opt.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 = off")
+    opt.add_argument(
+        "--grad-clip", type=float, default=None, help=f"0 = off (default {d.grad_clip})"
+    )
     opt.add_argument(
         "--q-bootstrap",
         choices=Q_BOOTSTRAPS,
@@ -269,6 +273,8 @@ RECIPE_FLAGS = {
     "steps": "steps",
     "q_bootstrap": "q_bootstrap",
     "targets": "targets",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
     "segment_weighting": "segment_weighting",
     "aux_weight": "aux_weight",
     "eval_every": "eval_every",
@@ -315,9 +321,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preset=preset,
         overrides=overrides,
         train_size=args.train_size,
-        weight_decay=args.weight_decay,
         betas=(args.beta1, args.beta2),
-        grad_clip=args.grad_clip,
         halt_exploration_prob=args.halt_exploration,
         ema=args.ema,
         init_from=args.init_from,

@@ -1206,8 +1206,12 @@ def test_maze_flags_reach_the_model_and_run_config():
     assert (model.aux_target, model.aux_classes) == ("distance3", 4)
     assert (model.conv_mix, model.zero_init_residual) == ("full", True)
     assert (config.aux_weight, config.segment_weighting) == (0.5, "linear")
-    plain = parse("maze").model_config()
+    recipe = parse("maze")  # the maze recipe has the mask and the measured signal
+    assert recipe.model_config().output_choices == get_task("maze").output_choices
+    assert (recipe.targets, recipe.weight_decay, recipe.grad_clip) == ("closest", 0.05, 1.0)
+    plain = parse("maze", "--preset", "tiny", "--mixer", "conv").model_config()
     assert plain.output_choices is None and plain.aux_target is None
+    assert parse("maze", "--weight-decay", "0.2").weight_decay == 0.2  # a flag beats the recipe
     with pytest.raises(ValueError, match="--output-mask: task 'sudoku' has no output mask"):
         parse("sudoku", "--output-mask")
     with pytest.raises(ValueError, match="no target 'depth'"):
