@@ -268,7 +268,11 @@ class HRM(nn.Module):
         them, so they cannot be wrong and carry no loss."""
         if self.output_allowed is None:
             return None
-        return self.output_allowed[tokens.long().to(self.device)].sum(-1) > 1
+        return self._allowed(tokens).sum(-1) > 1
+
+    def _allowed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, S, V) bool: the output tokens each cell's input allows (needs a mask)."""
+        return self.output_allowed[tokens.long().to(self.output_allowed.device)]
 
     def readout(self, carry: Carry, tokens: torch.Tensor | None = None) -> Outputs:
         """Token logits from z_H of the cells, (halt, continue) Q logits from the prefix.
@@ -295,8 +299,7 @@ class HRM(nn.Module):
             else:
                 logits = self.lm_head(cells)  # (B, S, V)
                 if self.output_allowed is not None:
-                    allowed = self.output_allowed[tokens.long().to(cells.device)]  # (B, S, V)
-                    logits = logits.masked_fill(~allowed, _ABSENT_LOGIT)
+                    logits = logits.masked_fill(~self._allowed(tokens), _ABSENT_LOGIT)
             q = self.q_head(carry.z_H[:, 0])  # (B, 2)
             aux = None if self.aux_head is None else self.aux_head(cells).float()  # (B, S, C)
         q = q.float()
