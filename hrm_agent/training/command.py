@@ -24,6 +24,7 @@ from hrm_agent.training.options import (
     MODEL_OVERRIDE_FIELDS,
     Q_BOOTSTRAPS,
     TARGET_RULES,
+    TRAIN_HALTINGS,
     TrainConfig,
 )
 from hrm_agent.training.stops import TrainingInterrupted
@@ -199,6 +200,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.halt_exploration_prob,
         help="ACT exploration probability",
     )
+    opt.add_argument(
+        "--train-halting",
+        choices=TRAIN_HALTINGS,
+        default=None,
+        help="when a training puzzle leaves the batch: q (when its Q head says halt, the "
+        "paper's ACT) or max (after max_segments; the Q head is still trained)",
+    )
     opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
@@ -276,6 +284,7 @@ RECIPE_FLAGS = {
     "weight_decay": "weight_decay",
     "grad_clip": "grad_clip",
     "segment_weighting": "segment_weighting",
+    "train_halting": "train_halting",
     "aux_weight": "aux_weight",
     "eval_every": "eval_every",
     "eval_size": "eval_size",

@@ -28,6 +28,7 @@ __all__ = [
     "Q_BOOTSTRAPS",
     "RESUMABLE_CHANGES",
     "TARGET_RULES",
+    "TRAIN_HALTINGS",
     "TrainConfig",
     "TrainResult",
 ]
@@ -37,6 +38,7 @@ CHECKPOINT_STEM = "model"
 LR_SCHEDULES = ("constant", "cosine")
 Q_BOOTSTRAPS = ("next-segment", "delayed")
 TARGET_RULES = ("fixed", "closest")
+TRAIN_HALTINGS = ("q", "max")
 MODEL_OVERRIDE_FIELDS = (
     "hidden_size",
     "num_heads",
@@ -138,6 +140,12 @@ class TrainConfig:
     ``uniform`` (the paper's deep supervision) or ``linear`` (later segments count more)."""
     halt_exploration_prob: float = 0.1
     """Probability that a puzzle draws a random minimum segment count in [2, max_segments]."""
+    train_halting: str = "q"
+    """When a training puzzle leaves the batch: ``q`` (ACT, the paper's: when its Q head says
+    halt, after its minimum) or ``max``: always after ``max_segments``, so every segment index
+    is trained as often; the Q head is still fitted on every segment (off-policy, the same
+    targets), it just does not decide. With ``max`` the first batch starts at staggered segment
+    counts so that puzzles keep leaving at different steps."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights (0 = off). When on, evaluation
     and checkpoints use the EMA weights."""
@@ -233,6 +241,10 @@ class TrainConfig:
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise ValueError(
                 f"halt_exploration_prob must lie in [0, 1], got {self.halt_exploration_prob!r}"
+            )
+        if self.train_halting not in TRAIN_HALTINGS:
+            raise ValueError(
+                f"train_halting must be one of {TRAIN_HALTINGS}, got {self.train_halting!r}"
             )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1) (0 = off), got {self.ema!r}")

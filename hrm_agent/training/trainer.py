@@ -13,8 +13,9 @@ computational time") and the structure of its reference code, rewritten:
 * after the step each puzzle **halts** when it has run ``max_segments`` segments, or when
   ``q_halt > q_continue`` and it has run at least its minimum; the minimum is 1, except that
   with probability ``halt_exploration_prob`` (drawn once per puzzle when it enters the batch)
-  it is uniform in [2, max_segments] (exploration). Halted puzzles are replaced in place by
-  fresh ones (new tokens, carry rows back to the initial state).
+  it is uniform in [2, max_segments] (exploration); with ``train_halting="max"`` only the
+  limit counts. Halted puzzles are replaced in place by fresh ones (new tokens, carry rows
+  back to the initial state).
 
 Distributed (``torchrun``): every rank holds the same global batch and runs the model on its
 own rows; see :mod:`.world`.
@@ -33,7 +34,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,6 @@ from hrm_agent.checkpoint import load_checkpoint, save_checkpoint, save_trainer_
 from hrm_agent.config import HRMConfig
 from hrm_agent.evaluate import EvalResult, evaluate
 from hrm_agent.losses import (
-    LossParts,
     aux_loss,
     delayed_q_continue_loss,
     hrm_loss,
@@ -50,9 +50,11 @@ from hrm_agent.losses import (
     segment_weights,
 )
 from hrm_agent.model import HRM, Carry, Outputs
+from hrm_agent.training.averaging import averaged_copy, start_average, update_average
 from hrm_agent.training.data import Batch, PuzzleSource, draw_min_segments, held_out_sets
 from hrm_agent.training.lineage import device_name, inherited_lineage
 from hrm_agent.training.logs import Logger, Window
+from hrm_agent.training.metrics import StepLosses, step_metrics
 from hrm_agent.training.options import CHECKPOINT_STEM, TrainConfig, TrainResult
 from hrm_agent.training.state import checkpoint_meta, read_state, restore, trainer_state
 from hrm_agent.training.stops import StopSignals, TrainingDiverged, TrainingInterrupted
@@ -60,17 +62,6 @@ from hrm_agent.training.world import init_world, leave_world
 from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
 
 __all__ = ["Trainer", "train"]
-
-
-class StepLosses(NamedTuple):
-    """The losses of one step on this rank's rows."""
-
-    parts: LossParts
-    """Per-row terms of :func:`~hrm_agent.losses.hrm_loss` (q_continue 0 when delayed)."""
-    q_continue: torch.Tensor
-    """(b,) the q_continue loss that counts: ``parts.q_continue`` or the delayed one."""
-    loss: torch.Tensor
-    """Scalar: this rank's share of the global batch mean, to backpropagate."""
 
 
 class Trainer:
@@ -153,7 +144,7 @@ class Trainer:
             self._init_weights_from(config.init_from)
         self.ema_state: dict[str, torch.Tensor] | None = None
         if config.ema > 0:  # the average starts at the weights training starts from
-            self.ema_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+            self.ema_state = start_average(self.model)
 
         self.q_prefix: torch.Tensor | None = None  # q_bootstrap="delayed": (b, D) or None
         self.q_prefix_valid: torch.Tensor | None = None  # (b,) bool
@@ -173,6 +164,12 @@ class Trainer:
                 segments=np.zeros(config.batch_size, dtype=np.int64),
                 min_segments=self._draw_min_segments(config.batch_size),
             )
+            if config.train_halting == "max":
+                # Staggered starts: the first batch's puzzles leave at different steps.
+                max_segments = self.model.config.max_segments
+                self.batch.segments[:] = (
+                    np.arange(config.batch_size) * max_segments // config.batch_size
+                )
             self.carry = self.model.initial_carry(b, self.device)
         self._eval_sets: dict[str, PuzzleBatch] | None = None
         self._logger: Logger | None = None
@@ -339,7 +336,8 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self._update_ema()
+        if self.ema_state is not None:
+            update_average(self.ema_state, self.model, self.config.ema)
         self.step += 1
         return lr
 
@@ -351,54 +349,22 @@ class Trainer:
         wants_halt = self.world.gather_flags((out.q_halt > out.q_continue).detach())
         self.batch.segments += 1
         segs = self.batch.segments
+        if self.config.train_halting == "max":
+            return segs >= self.model.config.max_segments
         return (segs >= self.model.config.max_segments) | (
             wants_halt & (segs >= self.batch.min_segments)
         )
 
     def _metrics(
-        self,
-        losses: StepLosses,
-        out: Outputs,
-        labels: torch.Tensor,
-        halted: np.ndarray,
-        lr: float,
+        self, losses: StepLosses, out: Outputs, labels: torch.Tensor, halted: np.ndarray, lr: float
     ) -> dict[str, float]:
-        """The step's metrics, summed over ranks (see :meth:`train_step`)."""
-        rows, parts = self.rows, losses.parts
-        with torch.no_grad():
-            h = torch.from_numpy(halted[rows]).to(self.device).float()
-            preds = out.logits.argmax(-1)
-            cell_mask = torch.from_numpy(self.task.cell_mask(self.batch.inputs[rows]))
-            cell_mask = cell_mask.to(self.device)
-            cell_acc = ((preds == labels) & cell_mask).sum(-1) / cell_mask.sum(-1).clamp_min(1)
-            segments = torch.from_numpy(self.batch.segments[rows]).to(self.device).float()
-            sums = torch.stack(
-                [
-                    parts.total.detach().sum(),
-                    parts.lm.detach().sum(),
-                    parts.q_halt.detach().sum(),
-                    losses.q_continue.detach().sum(),
-                    h.sum(),
-                    (cell_acc * h).sum(),
-                    (parts.seq_correct.float() * h).sum(),
-                    (parts.q_halt_accuracy.float() * h).sum(),
-                    (segments * h).sum(),
-                ]
-            ).double()
-        sums = self.world.sum_(sums).cpu().tolist()
+        """The step's metrics, summed over ranks (:func:`~.metrics.step_metrics`)."""
+        inputs, segments = self.batch.inputs[self.rows], self.batch.segments[self.rows]
+        cells = self.task.cell_mask(inputs)
         B = self.config.batch_size
-        return {
-            "loss": sums[0] / B,
-            "lm_loss": sums[1] / B,
-            "q_halt_loss": sums[2] / B,
-            "q_continue_loss": sums[3] / B,
-            "halted": sums[4],
-            "accuracy": sums[5],
-            "exact_accuracy": sums[6],
-            "q_halt_accuracy": sums[7],
-            "segments": sums[8],
-            "lr": lr,
-        }
+        return step_metrics(
+            losses, out, labels, cells, segments, halted[self.rows], self.world, B, lr
+        )
 
     def _advance(self, carry: Carry, halted: np.ndarray) -> None:
         """Keep the new carry (and, delayed, what the next step needs to fit this segment's
@@ -423,27 +389,12 @@ class Trainer:
         mask = torch.from_numpy(halted[self.rows]).to(self.device)
         self.carry = self.model.reset_carry(self.carry, mask)
 
-    def _update_ema(self) -> None:
-        if self.ema_state is None:
-            return
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                self.ema_state[name].lerp_(p.detach(), 1.0 - self.config.ema)
-
     # ------------------------------------------------------------------ eval and saving
     def eval_model(self) -> HRM:
         """The model to evaluate and ship: a copy with the EMA weights, or the model itself."""
         if self.ema_state is None:
             return self.model
-        # A fresh module (not a deepcopy, which compiled modules do not survive), seeded so
-        # that building it leaves the global torch RNG alone.
-        shadow = HRM(self.model.config, generator=torch.Generator().manual_seed(0))
-        shadow.load_state_dict(self.model.state_dict())
-        shadow.to(self.device)
-        with torch.no_grad():
-            for name, p in shadow.named_parameters():
-                p.copy_(self.ema_state[name])
-        return shadow
+        return averaged_copy(self.model, self.ema_state)
 
     def eval_sets(self) -> dict[str, PuzzleBatch]:
         """The held-out puzzles, by tier; see :func:`~.data.held_out_sets`."""
@@ -457,8 +408,7 @@ class Trainer:
         """Evaluate (the EMA weights when on) on each held-out set; see :meth:`eval_sets`."""
         model = self.eval_model()  # with EMA a fresh copy: build it once for every tier
         results = {
-            tier: evaluate(model, self.task, batch, batch_size=256)
-            for tier, batch in self.eval_sets().items()
+            tier: evaluate(model, self.task, batch) for tier, batch in self.eval_sets().items()
         }
         self.tier_evals = {tier: r.to_json("max") for tier, r in results.items()}
         self.last_eval = next(iter(self.tier_evals.values()))

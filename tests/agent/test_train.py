@@ -73,6 +73,7 @@ def tiny(tmp_path: Path, name: str = "run", **changes) -> TrainConfig:
         ({"overrides": {"vocab_size": 3}}, "cannot override"),
         ({"overrides": {"gradient": "all"}}, "gradient"),
         ({"targets": "nearest"}, "targets must be one of"),
+        ({"train_halting": "never"}, "train_halting must be one of"),
     ],
 )
 def test_bad_config_values_raise_value_error(tmp_path, changes, message):
@@ -141,6 +142,29 @@ def test_without_exploration_a_puzzle_never_outlives_max_segments(tmp_path):
         assert trainer.batch.segments.max() < 3
     # Each row halts at least every third step, so 9 steps replace at least 3 puzzles per row.
     assert halted >= 8 * 3
+
+
+def _halt_at_once(trainer: Trainer) -> Trainer:
+    """Bias the (zero-weight) Q head so that q_halt > q_continue for every puzzle."""
+    with torch.no_grad():
+        trainer.model.q_head.bias.copy_(torch.tensor([5.0, -5.0]))
+    return trainer
+
+
+def test_train_halting_max_runs_every_puzzle_to_the_limit_whatever_the_q_head_says(tmp_path):
+    changes = dict(halt_exploration_prob=0.0, overrides={"max_segments": 4})
+    acting = _halt_at_once(Trainer(tiny(tmp_path, "act", **changes)))
+    assert acting.train_step()["halted"] == 8  # under ACT this head halts everything at once
+    trainer = _halt_at_once(Trainer(tiny(tmp_path, train_halting="max", **changes)))
+    # Staggered starts: the 8 rows begin at segment counts 0,0,1,1,2,2,3,3 of 4.
+    assert trainer.batch.segments.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    for _ in range(12):
+        before = trainer.batch.segments.copy()
+        metrics = trainer.train_step()
+        left = trainer.batch.segments == 0
+        assert (before[left] == 3).all()  # only puzzles at their last segment leave
+        assert metrics["halted"] == int(left.sum()) == 2  # two rows leave every step
+        assert metrics["q_halt_loss"] > 0  # the Q head is still trained
 
 
 def test_fixed_train_set_draws_only_augmentations_of_its_pool(tmp_path):
