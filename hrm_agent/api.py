@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, set_inference_threads
+from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, default_batch_size, set_inference_threads
 from hrm_agent.evaluate import HALT_MODES
 from hrm_agent.reasoner import load_model
 from hrm_agent.sampling import (
@@ -46,7 +46,7 @@ def solve(
     device: str = "cpu",
     halt: str = "q",
     max_segments: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     samples: int = 1,
     seed: int = 0,
     rule: str = "q",
@@ -66,7 +66,8 @@ def solve(
         halt: ``"q"`` answers at the first segment end where the Q head halts (or at the
             limit); ``"max"`` always runs all cycles.
         max_segments: segment limit (default: the checkpoint's).
-        batch_size: puzzles per forward pass (each with ``samples`` rows).
+        batch_size: puzzles per forward pass (each with ``samples`` rows; default: 32 rows
+            on a CPU, 256 puzzles on a GPU).
         samples: trajectories per puzzle, run in one batch (``hrm_agent.sampling``); 1 is
             the plain model. Trajectory 0 is always the noise-free one.
         seed: seed of the trajectories' noise (same seed, same answers).
@@ -93,10 +94,16 @@ def solve(
     spec = get_task(task)
     # Checked before the model loads, so a bad value costs nothing.
     check_threads(threads)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
     set_inference_threads(threads, model.device)
     grids, single = _parse(spec, puzzles)
     answers = np.zeros_like(grids)
+    if batch_size is None:
+        batch_size = default_batch_size(model.device, samples)
     for lo in range(0, len(grids), batch_size):
         chunk = grids[lo : lo + batch_size]
         tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.device)

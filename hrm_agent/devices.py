@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_INFERENCE_THREADS",
     "DEVICE_CHOICES",
     "available_devices",
+    "default_batch_size",
     "resolve_device",
     "set_inference_threads",
 ]
@@ -30,6 +31,22 @@ _TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 """The device strings :func:`resolve_device` accepts, as a user is told them."""
+
+CPU_ROWS_PER_PASS = 32
+"""Rows (puzzles times trajectories) per forward pass on a CPU when none is asked for. On one
+thread the cost of a row is flat up to about this many rows and grows past it, as the batch's
+activations outgrow the cache (``benchmarks/bench_batch.py``: 2.3x a row at 256 Sudoku rows)."""
+ACCELERATOR_PUZZLES_PER_PASS = 256
+"""Puzzles per forward pass on a GPU when none is asked for (a wide batch keeps it busy)."""
+
+
+def default_batch_size(device: torch.device | str, samples: int = 1) -> int:
+    """Puzzles per forward pass when the caller gives none: on a CPU as many as keep
+    ``CPU_ROWS_PER_PASS`` rows with ``samples`` trajectories each (at least one), elsewhere
+    ``ACCELERATOR_PUZZLES_PER_PASS``."""
+    if torch.device(device).type == "cpu":
+        return max(1, CPU_ROWS_PER_PASS // max(1, int(samples)))
+    return ACCELERATOR_PUZZLES_PER_PASS
 
 
 def _cuda_count() -> int:

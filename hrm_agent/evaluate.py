@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, resolve_device, set_inference_threads
+from hrm_agent.devices import (
+    DEFAULT_INFERENCE_THREADS,
+    default_batch_size,
+    resolve_device,
+    set_inference_threads,
+)
 from hrm_agent.reasoner import load_model, shipped_checkpoint
 from hrm_agent.sampling import (
     DEFAULT_DIVERSITY,
@@ -232,7 +237,7 @@ def evaluate(
     batch: PuzzleBatch,
     max_segments: int | None = None,
     device: torch.device | str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     progress: bool = False,
     samples: int = 1,
     diversity: Diversity | None = None,
@@ -247,7 +252,8 @@ def evaluate(
         max_segments: segments per puzzle (default: the model's ``max_segments``).
         device: where to run (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...); the model is moved
             there (default: where it is).
-        batch_size: puzzles per forward pass.
+        batch_size: puzzles per forward pass (default: ``devices.default_batch_size``, 32
+            rows on a CPU, where wider batches cost more per row, 256 puzzles on a GPU).
         progress: show a tqdm bar over batches.
         samples: trajectories per puzzle, run in the same batch (``batch_size`` puzzles times
             ``samples`` rows); the per-cycle and halting figures are trajectory 0's (the plain
@@ -263,7 +269,7 @@ def evaluate(
             the device is one this torch build cannot run on.
     """
     task = get_task(task) if isinstance(task, str) else task
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     config = model.config
     if batch.inputs.shape[1] != task.seq_len or task.seq_len != config.seq_len:
@@ -277,6 +283,9 @@ def evaluate(
     segments = config.max_segments if max_segments is None else int(max_segments)
     n_cycles = segments * config.h_cycles
     n = len(batch)
+    samples = check_samples(samples)
+    if batch_size is None:
+        batch_size = default_batch_size(device, samples)
 
     exact_hits = np.zeros(n_cycles, dtype=np.int64)
     cell_sums = np.zeros(n_cycles, dtype=np.float64)
@@ -285,7 +294,6 @@ def evaluate(
     halt_cycles = np.zeros(n, dtype=np.int64)
     correct = np.zeros(n, dtype=bool)
     q_halt_agree = 0
-    samples = check_samples(samples)
     parts: list[Trajectories] = []
 
     was_training = model.training
@@ -400,7 +408,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint path stem (STEM.safetensors + STEM.json); default: the shipped one",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--batch-size", type=int, default=256, help="puzzles per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="puzzles per forward pass (default: 32 rows on a CPU, 256 puzzles on a GPU)",
+    )
     parser.add_argument(
         "--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:1, mps (default cpu)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrm_agent.devices import resolve_device
+from hrm_agent.devices import CPU_ROWS_PER_PASS, default_batch_size, resolve_device
 
 
 @pytest.fixture
@@ -98,3 +98,10 @@ def test_eval_solve_and_the_envs_share_one_thread_default():
     assert devices.DEFAULT_INFERENCE_THREADS is DEFAULT_INFERENCE_THREADS
     for f in (solve, ReasoningEnv.__init__, ReasoningVectorEnv.__init__):
         assert inspect.signature(f).parameters["threads"].default == DEFAULT_INFERENCE_THREADS
+
+
+def test_the_default_batch_keeps_a_cpu_pass_near_its_row_budget_and_a_gpu_wide():
+    assert default_batch_size("cpu") == CPU_ROWS_PER_PASS
+    assert default_batch_size(torch.device("cpu"), samples=8) == CPU_ROWS_PER_PASS // 8
+    assert default_batch_size("cpu", samples=10 * CPU_ROWS_PER_PASS) == 1  # never 0 puzzles
+    assert default_batch_size("cuda", samples=8) == default_batch_size("cuda") == 256

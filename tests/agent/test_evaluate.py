@@ -73,7 +73,7 @@ def scripted_batch() -> PuzzleBatch:
     return PuzzleBatch(PUZZLES.copy(), targets, np.zeros(len(PUZZLES), dtype=np.int32))
 
 
-@pytest.mark.parametrize("batch_size", [3, 2, 1])
+@pytest.mark.parametrize("batch_size", [3, 2, 1, None])
 def test_accuracy_after_each_cycle_and_q_halting_match_hand_computation(batch_size):
     result = evaluate(ScriptedModel(), ExactTask(), scripted_batch(), batch_size=batch_size)
     # Cycle by cycle (N = 2, 3 segments = 6 cycles), worked out from the (k, h) table above.
@@ -229,6 +229,9 @@ def test_solve_rejects_bad_input_with_clear_errors(mini_checkpoint):
         solve("." * 81, task="sudoku", checkpoint=mini_checkpoint)
     with pytest.raises(ValueError, match="unknown task"):
         solve("1...............", task="go", checkpoint=mini_checkpoint)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            solve(good, batch_size=bad, **kw)
 
 
 def test_eval_and_solve_run_with_the_threads_asked_for(mini_checkpoint, capsys):
