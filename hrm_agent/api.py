@@ -66,7 +66,7 @@ def solve(
         halt: ``"q"`` answers at the first segment end where the Q head halts (or at the
             limit); ``"max"`` always runs all cycles.
         max_segments: segment limit (default: the checkpoint's).
-        batch_size: puzzles per forward pass (each with ``samples`` rows; default: 32 rows
+        batch_size: puzzles per forward pass (each with ``samples`` rows; default: 16 rows
             on a CPU, 256 puzzles on a GPU).
         samples: trajectories per puzzle, run in one batch (``hrm_agent.sampling``); 1 is
             the plain model. Trajectory 0 is always the noise-free one.

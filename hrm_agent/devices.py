@@ -32,10 +32,11 @@ _TORCH_DEFAULT_THREADS = torch.get_num_threads()
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 """The device strings :func:`resolve_device` accepts, as a user is told them."""
 
-CPU_ROWS_PER_PASS = 32
+CPU_ROWS_PER_PASS = 16
 """Rows (puzzles times trajectories) per forward pass on a CPU when none is asked for. On one
-thread the cost of a row is flat up to about this many rows and grows past it, as the batch's
-activations outgrow the cache (``benchmarks/bench_batch.py``: 2.3x a row at 256 Sudoku rows)."""
+thread the cost of a row is about flat from 8 to 32 rows (64 for a maze) and grows past it, as
+the batch's activations outgrow the cache: ``benchmarks/bench_batch.py`` measured 1.4x a row
+at 256 Sudoku rows and 2.3x at 512, 2.1x at 256 maze rows."""
 ACCELERATOR_PUZZLES_PER_PASS = 256
 """Puzzles per forward pass on a GPU when none is asked for (a wide batch keeps it busy)."""
 

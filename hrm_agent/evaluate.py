@@ -252,7 +252,7 @@ def evaluate(
         max_segments: segments per puzzle (default: the model's ``max_segments``).
         device: where to run (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...); the model is moved
             there (default: where it is).
-        batch_size: puzzles per forward pass (default: ``devices.default_batch_size``, 32
+        batch_size: puzzles per forward pass (default: ``devices.default_batch_size``, 16
             rows on a CPU, where wider batches cost more per row, 256 puzzles on a GPU).
         progress: show a tqdm bar over batches.
         samples: trajectories per puzzle, run in the same batch (``batch_size`` puzzles times
@@ -412,7 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="puzzles per forward pass (default: 32 rows on a CPU, 256 puzzles on a GPU)",
+        help="puzzles per forward pass (default: 16 rows on a CPU, 256 puzzles on a GPU)",
     )
     parser.add_argument(
         "--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:1, mps (default cpu)"

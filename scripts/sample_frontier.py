@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrm_agent.devices import default_batch_size
 from hrm_agent.evaluate import iterate_cycles
 from hrm_agent.reasoner import load_model
 from hrm_agent.sampling import (
@@ -112,6 +113,11 @@ def cycles_curve(
     return {c: {"exact_accuracy": hits[c] / n, "mean_cycles": spent[c] / n} for c in limits}
 
 
+def _batch(args: argparse.Namespace, samples: int) -> int:
+    """Puzzles per pass: ``--batch-size``, else the CPU default for ``samples`` rows each."""
+    return args.batch_size or default_batch_size("cpu", samples)
+
+
 def load_set(name: str, n: int) -> PuzzleBatch:
     return get_task("sudoku").eval_data(name)[:n]
 
@@ -127,7 +133,7 @@ def run_sources(args: argparse.Namespace, model: Any) -> None:
     rows = []
     for diversity in configs:
         wall, cpu = time.perf_counter(), _cpu()
-        t = trajectories_of(model, puzzles, k, diversity, args.seed, args.batch_size)
+        t = trajectories_of(model, puzzles, k, diversity, args.seed, _batch(args, k))
         rules = rule_accuracy(get_task("sudoku"), puzzles.inputs, puzzles.targets, t)
         plain = rule_accuracy(get_task("sudoku"), puzzles.inputs, puzzles.targets, prefix(t, 1))
         row = {
@@ -171,10 +177,10 @@ def run_frontier(args: argparse.Namespace, model: Any) -> None:
     for name in args.data.split(","):
         puzzles = load_set(name, args.n)
         wall, cpu = time.perf_counter(), _cpu()
-        t = trajectories_of(model, puzzles, max(ks), diversity, args.seed, args.batch_size)
+        t = trajectories_of(model, puzzles, max(ks), diversity, args.seed, _batch(args, max(ks)))
         task = get_task("sudoku")
         by_k = {k: rule_accuracy(task, puzzles.inputs, puzzles.targets, prefix(t, k)) for k in ks}
-        curve = cycles_curve(model, puzzles, limits, args.batch_size)
+        curve = cycles_curve(model, puzzles, limits, _batch(args, 1))
         entry = {
             "n": len(puzzles),
             "samples": {str(k): v for k, v in by_k.items()},
@@ -273,7 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--best", default=None, help="sources.json whose best source to use")
     parser.add_argument("--sigma", type=float, default=0.3, help="carry sigma without --best")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    parser.add_argument("--batch-size", type=int, default=25, help="puzzles per batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="puzzles per batch (default: 16 rows)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=Path("runs/samples"))
     args = parser.parse_args(argv)
