@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_agent.devices import DEFAULT_INFERENCE_THREADS, default_batch_size, set_inference_threads
+from hrm_agent.devices import (
+    DEFAULT_INFERENCE_THREADS,
+    check_batch_size,
+    default_batch_size,
+    set_inference_threads,
+)
 from hrm_agent.evaluate import HALT_MODES
 from hrm_agent.reasoner import load_model
 from hrm_agent.sampling import (
@@ -94,10 +99,7 @@ def solve(
     spec = get_task(task)
     # Checked before the model loads, so a bad value costs nothing.
     check_threads(threads)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     model = _cached_model(spec.name, None if checkpoint is None else str(checkpoint), device)
     set_inference_threads(threads, model.device)
     grids, single = _parse(spec, puzzles)

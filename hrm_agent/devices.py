@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_INFERENCE_THREADS",
     "DEVICE_CHOICES",
     "available_devices",
+    "check_batch_size",
     "default_batch_size",
     "resolve_device",
     "set_inference_threads",
@@ -39,6 +40,16 @@ the batch's activations outgrow the cache: ``benchmarks/bench_batch.py`` measure
 at 256 Sudoku rows and 2.3x at 512, 2.1x at 256 maze rows."""
 ACCELERATOR_PUZZLES_PER_PASS = 256
 """Puzzles per forward pass on a GPU when none is asked for (a wide batch keeps it busy)."""
+
+
+def check_batch_size(batch_size: object) -> int | None:
+    """``batch_size`` as given (None: the caller picks :func:`default_batch_size`), else a
+    ``ValueError`` naming it: it must be an integer >= 1."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
 
 
 def default_batch_size(device: torch.device | str, samples: int = 1) -> int:

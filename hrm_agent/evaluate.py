@@ -28,6 +28,7 @@ import torch
 
 from hrm_agent.devices import (
     DEFAULT_INFERENCE_THREADS,
+    check_batch_size,
     default_batch_size,
     resolve_device,
     set_inference_threads,
@@ -269,8 +270,7 @@ def evaluate(
             the device is one this torch build cannot run on.
     """
     task = get_task(task) if isinstance(task, str) else task
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     config = model.config
     if batch.inputs.shape[1] != task.seq_len or task.seq_len != config.seq_len:
         raise ValueError(

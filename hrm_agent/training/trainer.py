@@ -346,14 +346,13 @@ class Trainer:
 
         ACT halting is decided from this segment's Q values (before the update, as the
         reference code does), identically on every rank."""
-        wants_halt = self.world.gather_flags((out.q_halt > out.q_continue).detach())
         self.batch.segments += 1
         segs = self.batch.segments
-        if self.config.train_halting == "max":
-            return segs >= self.model.config.max_segments
-        return (segs >= self.model.config.max_segments) | (
-            wants_halt & (segs >= self.batch.min_segments)
-        )
+        at_limit = segs >= self.model.config.max_segments
+        if self.config.train_halting == "max":  # the Q head does not decide: no gather needed
+            return at_limit
+        wants_halt = self.world.gather_flags((out.q_halt > out.q_continue).detach())
+        return at_limit | (wants_halt & (segs >= self.batch.min_segments))
 
     def _metrics(
         self, losses: StepLosses, out: Outputs, labels: torch.Tensor, halted: np.ndarray, lr: float
