@@ -82,7 +82,7 @@ def cycle_timer(model: HRM, batch: int, device: torch.device) -> Callable[[], No
 
     def step() -> None:
         with torch.inference_mode():
-            state["carry"] = model.cycle(state["carry"], x)
+            state["carry"] = model.cycle(state["carry"], x, tokens)
             model.readout(state["carry"], tokens)
 
     return step

@@ -238,7 +238,8 @@ def cycle_traces(
         x: (B, L, D) embedded puzzles (``model.embed(tokens)``).
         l_steps: low-level steps in this cycle (default ``config.l_cycles``, as trained); more
             shows whether z_L keeps converging towards a fixed point within a cycle.
-        tokens: (B, S) the puzzles, needed only by a model with an output mask.
+        tokens: (B, S) the puzzles, needed only by a model with an output mask or max
+            aggregation.
 
     Returns:
         The carry after the cycle and its :class:`CycleTrace`.
@@ -265,13 +266,13 @@ def _trace_cycle(
     with torch.inference_mode(), model.autocast():
         for _ in range(T):
             before = carry.z_L
-            carry = model.update_L(carry, x)
+            carry = model.update_L(carry, x, tokens)
             a, r = _residual(carry.z_L, before)
             abs_L.append(a)
             rel_L.append(r)
             pooled_L.append(carry.z_L[:, 1:].float().mean(dim=1))  # (B, D), cells only
         before = carry.z_H
-        carry = model.update_H(carry)
+        carry = model.update_H(carry, tokens)
         abs_H, rel_H = _residual(carry.z_H, before)
         out = model.readout(carry, tokens)
         pooled_H = carry.z_H[:, 1:].float().mean(dim=1)  # (B, D)

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Rotary
-from hrm_agent.model import HRM, output_table
+from hrm_agent.model import HRM, output_table, wall_table
 from hrm_env.fileio import atomic_write, write_text
 
 FORMAT = "hrm-checkpoint"
@@ -197,6 +197,8 @@ def load_checkpoint(
         model.rotary = Rotary(config.head_dim, config.total_seq_len, config.rope_theta)
     if model.output_allowed is not None:  # so is the output mask, derived from the config
         model.output_allowed = output_table(config)
+    if model.wall_table is not None:  # and the max aggregation's walls
+        model.wall_table = wall_table(config)
     model = model.to(torch.device(map_location))
     model.eval()
     meta = dict(document.get("meta") or {})

@@ -112,6 +112,12 @@ class HRMConfig:
     cell open or path. The LM head's other logits are set far below any score, and the loss
     is averaged over the cells that have a choice, so the whole signal is the decision that
     can be wrong. None: every cell may take every token (the paper's head)."""
+    max_aggregation: tuple[int, ...] | None = None
+    """``conv`` only: the input tokens of cells nothing passes through (a maze's walls), which
+    turns on a masked neighbour max in every conv block: each channel of a cell also gets a
+    learnt per-channel gate (starting at 0) times the largest value of that channel over its
+    4 neighbours that are not such cells. A BFS wavefront is such a max: it carries a
+    "reached" flag across the grid without the decay of a sum. None: off."""
     aux_target: str | None = None
     """An auxiliary per-cell target the model also predicts, from z_H of the cells, during
     training only (the task's ``aux_targets``, e.g. ``distance3`` for a maze: moves to G mod
@@ -192,6 +198,8 @@ class HRMConfig:
             )
         if self.output_choices is not None:
             self._check_output_choices()
+        if self.max_aggregation is not None:
+            self._check_max_aggregation()
         if (self.aux_target is None) != (self.aux_classes == 0):
             raise ValueError(
                 "HRMConfig.aux_target and aux_classes go together: a target name with >= 2 "
@@ -206,6 +214,15 @@ class HRMConfig:
                 f"HRMConfig.halt_exploration must lie in [0, 1], got {self.halt_exploration!r}"
             )
 
+    def _is_token_tuple(self, tokens: Any) -> bool:
+        """Whether ``tokens`` is a non-empty tuple of ints in [0, vocab_size)."""
+        return (
+            isinstance(tokens, tuple)
+            and bool(tokens)
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in tokens)
+            and all(0 <= t < self.vocab_size for t in tokens)
+        )
+
     def _check_output_choices(self) -> None:
         choices = self.output_choices
         if not isinstance(choices, tuple) or len(choices) != self.vocab_size:
@@ -216,16 +233,21 @@ class HRMConfig:
         if self.mixer == "candidates":
             raise ValueError("HRMConfig.output_choices does not apply to the candidate grid")
         for value, allowed in enumerate(choices):
-            if (
-                not isinstance(allowed, tuple)
-                or not allowed
-                or any(isinstance(t, bool) or not isinstance(t, int) for t in allowed)
-                or not all(0 <= t < self.vocab_size for t in allowed)
-            ):
+            if not self._is_token_tuple(allowed):
                 raise ValueError(
                     f"HRMConfig.output_choices[{value}] must be a non-empty tuple of tokens in "
                     f"[0, {self.vocab_size}), got {allowed!r}"
                 )
+
+    def _check_max_aggregation(self) -> None:
+        walls = self.max_aggregation
+        if self.mixer != "conv":
+            raise ValueError(f"HRMConfig.max_aggregation needs the conv mixer, not {self.mixer!r}")
+        if not self._is_token_tuple(walls):
+            raise ValueError(
+                "HRMConfig.max_aggregation must be a non-empty tuple of wall tokens in "
+                f"[0, {self.vocab_size}), got {walls!r}"
+            )
 
     def _check_grid(self) -> None:
         try:
@@ -333,8 +355,9 @@ class HRMConfig:
             mixer = 3 * n * self.mixer_width  # gate+up (n -> 2w) and down (w -> n)
         elif self.mixer == "candidates":
             mixer = 4 * self.slot_size**2  # cell, line (row and column), box, prefix maps
-        else:  # depthwise or full kernel, + the prefix summary map
+        else:  # depthwise or full kernel, + the prefix summary map (+ the max gate)
             mixer = self._conv_inputs * d * self.conv_kernel**2 + d * d
+            mixer += d if self.max_aggregation is not None else 0
         block = mixer + 3 * self.slot_size * self.mlp_width
         if self.mixer == "candidates":
             # Three input kinds per slot (this digit given / another given / blank) and a
@@ -421,6 +444,8 @@ class HRMConfig:
             data["output_choices"] = tuple(
                 tuple(c) if isinstance(c, list) else c for c in data["output_choices"]
             )
+        if isinstance(data.get("max_aggregation"), list):
+            data["max_aggregation"] = tuple(data["max_aggregation"])
         return cls(**data)
 
 

@@ -104,9 +104,10 @@ def iterate_cycles(
             carry = noise.initial(carry)
         for index in range(segments * n_per_segment):
             if noise is None:
-                carry = model.cycle(carry, x)
+                carry = model.cycle(carry, x, tokens)
             else:
-                carry = model.cycle(noise.perturb(carry) if index else carry, noise.inject(x))
+                start = noise.perturb(carry) if index else carry
+                carry = model.cycle(start, noise.inject(x), tokens)
             out = model.readout(carry, tokens)
             yield CycleReadout(
                 cycle=index + 1,

@@ -216,6 +216,22 @@ class CandidateMixer(nn.Module):
         return torch.cat((prefix, out), dim=1)  # (B, L, K, d)
 
 
+def neighbour_max(grid: torch.Tensor, open_cells: torch.Tensor) -> torch.Tensor:
+    """Per channel, the largest value over each cell's open 4-neighbours; 0 where it has none.
+
+    Args:
+        grid: (B, D, n, n) features.
+        open_cells: (B, 1, n, n) bool, the cells that may be read (not walls); a closed cell
+            and the outside of the grid are never read.
+    """
+    low = torch.finfo(grid.dtype).min
+    padded = F.pad(grid.masked_fill(~open_cells, low), (1, 1, 1, 1), value=low)
+    vertical = torch.maximum(padded[:, :, :-2, 1:-1], padded[:, :, 2:, 1:-1])
+    horizontal = torch.maximum(padded[:, :, 1:-1, :-2], padded[:, :, 1:-1, 2:])
+    best = torch.maximum(vertical, horizontal)
+    return torch.where(best > low, best, torch.zeros_like(best))
+
+
 class ConvMixer(nn.Module):
     """Grid mixer: a ``k x k`` convolution over the (side, side) grid of cells.
 
@@ -226,6 +242,10 @@ class ConvMixer(nn.Module):
     per block is ``dilation * (k // 2)`` cells, so the cost is O(S) per cycle. The prefix
     position, read by the Q head, gets a linear map of the mean of all cells (a global summary
     that the cells themselves never read, so the mixer stays strictly local).
+
+    With ``config.max_aggregation`` each channel also adds ``gate * neighbour_max``: its
+    largest value over the cell's open 4-neighbours (:func:`neighbour_max`, walls never
+    read), with a learnt per-channel gate that starts at 0, so the block starts as without it.
     """
 
     def __init__(
@@ -242,17 +262,26 @@ class ConvMixer(nn.Module):
         self.weight = nn.Parameter(torch.empty(d, d // self.groups, k, k))
         trunc_normal_(self.weight, 1.0 / math.sqrt(fan_in), generator)
         self.summary = Linear(d, d, generator=generator)
+        self.max_gate = nn.Parameter(torch.zeros(d)) if config.max_aggregation is not None else None
 
     def output_weights(self) -> tuple[torch.Tensor, ...]:
         """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
-        return (self.weight, self.summary.weight)
+        gate = () if self.max_gate is None else (self.max_gate,)
+        return (self.weight, self.summary.weight, *gate)
 
-    def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rotary: Rotary | None, open_cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, L, D = x.shape
         n = self.side
         grid = x[:, 1:].transpose(1, 2).reshape(B, D, n, n)  # (B, D, n, n)
         pad = self.dilation * (self.weight.shape[-1] // 2)
         mixed = F.conv2d(grid, self.weight, padding=pad, dilation=self.dilation, groups=self.groups)
+        if self.max_gate is not None:
+            if open_cells is None:
+                raise ValueError("a conv mixer with max aggregation needs open_cells (B, S)")
+            reach = neighbour_max(grid, open_cells.view(B, 1, n, n))
+            mixed = mixed + self.max_gate.to(grid.dtype).view(1, D, 1, 1) * reach
         cells = mixed.flatten(2).transpose(1, 2)  # (B, S, D)
         prefix = self.summary(x[:, 1:].mean(1, keepdim=True))  # (B, 1, D)
         return torch.cat((prefix, cells), dim=1)
@@ -287,11 +316,18 @@ class Block(nn.Module):
                 for weight in (*self.mixer.output_weights(), self.mlp.down.weight):
                     weight.zero_()
 
-    def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rotary: Rotary | None, open_cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``open_cells`` (B, S) bool: the cells a max-aggregating conv mixer may read."""
         shape = x.shape
         if self.slots > 1:
             x = x.view(*shape[:-1], self.slots, shape[-1] // self.slots)  # (B, L, K, D/K)
-        x = rms_norm(x + self.mixer(x, rotary), self.eps)
+        if isinstance(self.mixer, ConvMixer):
+            mixed = self.mixer(x, rotary, open_cells)
+        else:
+            mixed = self.mixer(x, rotary)
+        x = rms_norm(x + mixed, self.eps)
         x = rms_norm(x + self.mlp(x), self.eps)
         return x.view(shape)
 
@@ -309,9 +345,13 @@ class ReasoningModule(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i, generator) for i in range(num_layers))
 
     def forward(
-        self, z: torch.Tensor, injection: torch.Tensor, rotary: Rotary | None
+        self,
+        z: torch.Tensor,
+        injection: torch.Tensor,
+        rotary: Rotary | None,
+        open_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         z = z + injection  # (B, L, D)
         for block in self.blocks:
-            z = block(z, rotary)
+            z = block(z, rotary, open_cells)
         return z

@@ -74,6 +74,16 @@ def output_table(config: HRMConfig) -> torch.Tensor | None:
     return allowed
 
 
+def wall_table(config: HRMConfig) -> torch.Tensor | None:
+    """The max aggregation's walls as a (V,) bool table (True: a cell holding this input token
+    is never read); None for a config without max aggregation."""
+    if config.max_aggregation is None:
+        return None
+    walls = torch.zeros(config.vocab_size, dtype=torch.bool)
+    walls[list(config.max_aggregation)] = True
+    return walls
+
+
 class HRM(nn.Module):
     """The HRM network. Build with a config; pass a ``torch.Generator`` for seeded init.
 
@@ -139,6 +149,7 @@ class HRM(nn.Module):
 
         # Derived from the config, so not saved with the weights.
         self.register_buffer("output_allowed", output_table(config), persistent=False)
+        self.register_buffer("wall_table", wall_table(config), persistent=False)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -215,32 +226,45 @@ class HRM(nn.Module):
         return self.embed_scale * torch.cat((prefix, cells), dim=1)  # (B, L, D)
 
     # ------------------------------------------------------------------ recurrence
-    def update_L(self, carry: Carry, x: torch.Tensor) -> Carry:
+    def open_cells(self, tokens: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, S) bool: the cells the max aggregation may read (not walls), from the (B, S)
+        puzzle tokens; None for a model without max aggregation (``tokens`` unused)."""
+        if self.wall_table is None:
+            return None
+        if tokens is None:
+            raise ValueError(
+                "this model has max aggregation (config.max_aggregation): pass the puzzle "
+                "tokens to cycle, segment, update_L and update_H"
+            )
+        return ~self.wall_table[tokens.long().to(self.wall_table.device)]
+
+    def update_L(self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None = None) -> Carry:
         """One low-level step, z_L <- f_L(z_L, z_H + x); z_H unchanged.
 
         The finest unit of the recurrence, public for tools that look inside a cycle
         (``hrm_agent.analysis``). Runs in the ambient precision: wrap calls in
-        :meth:`autocast` to compute as :meth:`cycle` does.
+        :meth:`autocast` to compute as :meth:`cycle` does. ``tokens`` (B, S), the puzzles, are
+        needed only by a model with max aggregation (here and in every method below).
         """
-        z_L = self.L_level(carry.z_L, carry.z_H + x, self.rotary)
+        z_L = self.L_level(carry.z_L, carry.z_H + x, self.rotary, self.open_cells(tokens))
         return Carry(carry.z_H, z_L)
 
-    def update_H(self, carry: Carry) -> Carry:
+    def update_H(self, carry: Carry, tokens: torch.Tensor | None = None) -> Carry:
         """One high-level step, z_H <- f_H(z_H, z_L); z_L unchanged (see :meth:`update_L`)."""
-        z_H = self.H_level(carry.z_H, carry.z_L, self.rotary)
+        z_H = self.H_level(carry.z_H, carry.z_L, self.rotary, self.open_cells(tokens))
         return Carry(z_H, carry.z_L)
 
-    def cycle(self, carry: Carry, x: torch.Tensor) -> Carry:
+    def cycle(self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None = None) -> Carry:
         """One high-level cycle: T low-level updates with input injection, then one H update.
 
         Gradient follows the ambient grad mode (this method does not switch it).
         """
         with self.autocast():
             for _ in range(self.config.l_cycles):
-                carry = self.update_L(carry, x)
-            return self.update_H(carry)
+                carry = self.update_L(carry, x, tokens)
+            return self.update_H(carry, tokens)
 
-    def segment(self, carry: Carry, x: torch.Tensor) -> Carry:
+    def segment(self, carry: Carry, x: torch.Tensor, tokens: torch.Tensor | None = None) -> Carry:
         """N high-level cycles (one ACT step) under the configured gradient mode.
 
         ``one-step``: everything but the final L update and the final H update runs without
@@ -252,14 +276,14 @@ class HRM(nn.Module):
         with self.autocast():
             with torch.no_grad():
                 for _ in range(N - 1):
-                    carry = self.cycle(carry, x)
+                    carry = self.cycle(carry, x, tokens)
                 if self.config.gradient == "one-step":
                     for _ in range(T - 1):
-                        carry = self.update_L(carry, x)
+                        carry = self.update_L(carry, x, tokens)
             if self.config.gradient == "one-step":
-                carry = self.update_H(self.update_L(carry, x))
+                carry = self.update_H(self.update_L(carry, x, tokens), tokens)
             else:
-                carry = self.cycle(carry, x)
+                carry = self.cycle(carry, x, tokens)
             return carry
 
     def answer_cells(self, tokens: torch.Tensor) -> torch.Tensor | None:
@@ -316,7 +340,8 @@ class HRM(nn.Module):
             The new carry (detached: no gradient crosses segments) and the outputs, which do
             carry gradient when grad is enabled.
         """
-        x = self.embed(tokens.to(self.device))
-        carry = self.segment(carry.detach(), x)
+        tokens = tokens.to(self.device)
+        x = self.embed(tokens)
+        carry = self.segment(carry.detach(), x, tokens)
         outputs = self.readout(carry, tokens)
         return carry.detach(), outputs

@@ -119,6 +119,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "turns TF32 off, so a CUDA run does the arithmetic a CPU run does); CPU is always float32",
     )
     model.add_argument(
+        "--max-aggregation",
+        dest="max_aggregation_on",
+        action="store_true",
+        default=None,
+        help="conv mixer: every block also adds a gated max over each cell's 4 neighbours, "
+        "walls never read (a BFS wavefront is such a max); the task names its walls",
+    )
+    model.add_argument(
         "--output-mask",
         action="store_true",
         default=None,
@@ -206,6 +214,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="when a training puzzle leaves the batch: q (when its Q head says halt, the "
         "paper's ACT) or max (after max_segments; the Q head is still trained)",
+    )
+    opt.add_argument(
+        "--carry-noise",
+        type=float,
+        default=d.carry_noise,
+        metavar="SIGMA",
+        help="std of Gaussian noise on the carry entering every segment after a puzzle's "
+        "first, as --samples adds at inference (0 = off)",
     )
     opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
     run_group = parser.add_argument_group("run")
@@ -332,6 +348,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train_size=args.train_size,
         betas=(args.beta1, args.beta2),
         halt_exploration_prob=args.halt_exploration,
+        carry_noise=args.carry_noise,
         ema=args.ema,
         init_from=args.init_from,
         out_dir=args.out_dir or f"runs/{args.task}-{args.preset or 'recipe'}",
@@ -346,13 +363,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _task_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Model fields that flags ask for by name and the task fills in: the output mask
-    (``--output-mask``) and the auxiliary target's class count (``--aux-target``)."""
+    (``--output-mask``), the walls of the max aggregation (``--max-aggregation``) and the
+    auxiliary target's class count (``--aux-target``)."""
     task = get_task(args.task)
     overrides: dict[str, Any] = {}
     if getattr(args, "output_mask", None):
         if task.output_choices is None:
             raise ValueError(f"--output-mask: task {args.task!r} has no output mask")
         overrides["output_choices"] = task.output_choices
+    if getattr(args, "max_aggregation_on", None):
+        if not task.wall_tokens:
+            raise ValueError(f"--max-aggregation: task {args.task!r} has no walls")
+        overrides["max_aggregation"] = task.wall_tokens
     if getattr(args, "aux_target", None):
         if args.aux_target not in task.aux_targets:
             known = ", ".join(task.aux_targets) or "none"

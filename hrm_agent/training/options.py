@@ -61,6 +61,7 @@ MODEL_OVERRIDE_FIELDS = (
     "conv_mix",
     "zero_init_residual",
     "output_choices",
+    "max_aggregation",
     "aux_target",
     "aux_classes",
 )
@@ -146,6 +147,11 @@ class TrainConfig:
     is trained as often; the Q head is still fitted on every segment (off-policy, the same
     targets), it just does not decide. With ``max`` the first batch starts at staggered segment
     counts so that puzzles keep leaving at different steps."""
+    carry_noise: float = 0.0
+    """Std of Gaussian noise added to ``z_H`` and ``z_L`` of the carry entering every segment
+    after a puzzle's first (0 = off): the noise ``samples > 1`` adds at inference
+    (:mod:`hrm_agent.sampling`), here on every puzzle, so that the model learns to reason from
+    a perturbed state and noisy trajectories are ones it was trained on."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights (0 = off). When on, evaluation
     and checkpoints use the EMA weights."""
@@ -246,6 +252,8 @@ class TrainConfig:
             raise ValueError(
                 f"train_halting must be one of {TRAIN_HALTINGS}, got {self.train_halting!r}"
             )
+        if not (math.isfinite(self.carry_noise) and self.carry_noise >= 0):
+            raise ValueError(f"carry_noise must be a finite number >= 0, got {self.carry_noise!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1) (0 = off), got {self.ema!r}")
         if self.init_from is None or checkpoint_paths(self.init_from)[1].is_file():

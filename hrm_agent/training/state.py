@@ -81,6 +81,7 @@ def trainer_state(
             "numpy": trainer.rng.bit_generator.state,
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "noise": trainer.noise_generator.get_state(),
         },
         "last_eval": trainer.last_eval,
         "tier_evals": json.dumps(trainer.tier_evals),
@@ -157,6 +158,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if state["rng"].get("noise") is not None:  # states saved before carry_noise lack it
+        trainer.noise_generator.set_state(state["rng"]["noise"])
     pool = None
     if state["pool"] is not None:
         p = state["pool"]

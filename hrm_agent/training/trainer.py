@@ -50,6 +50,7 @@ from hrm_agent.losses import (
     segment_weights,
 )
 from hrm_agent.model import HRM, Carry, Outputs
+from hrm_agent.sampling import Diversity, TrajectoryNoise
 from hrm_agent.training.averaging import averaged_copy, start_average, update_average
 from hrm_agent.training.data import Batch, PuzzleSource, draw_min_segments, held_out_sets
 from hrm_agent.training.lineage import device_name, inherited_lineage
@@ -146,6 +147,10 @@ class Trainer:
         if config.ema > 0:  # the average starts at the weights training starts from
             self.ema_state = start_average(self.model)
 
+        # carry_noise: its own stream (seed, rank), so the noise leaves the data stream alone.
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(
+            config.seed * 1_000_003 + 2 + self.world.rank
+        )
         self.q_prefix: torch.Tensor | None = None  # q_bootstrap="delayed": (b, D) or None
         self.q_prefix_valid: torch.Tensor | None = None  # (b,) bool
         if state is not None:
@@ -234,7 +239,7 @@ class Trainer:
         """
         tokens, labels, is_last = self._rows_of_batch()
         # Deep supervision: one segment from the (detached) carry, loss on its answer.
-        carry, out = self.model(self.carry, tokens)
+        carry, out = self.model(self._noisy(self.carry), tokens)
         if self.config.targets == "closest":
             labels = self._closest_labels(out)
         losses = self._losses(carry, out, tokens, labels, is_last)
@@ -252,6 +257,16 @@ class Trainer:
         labels = torch.from_numpy(self.batch.targets[rows].astype(np.int64)).to(self.device)
         is_last = torch.from_numpy(self.batch.segments[rows] + 1 >= max_segments).to(self.device)
         return tokens, labels, is_last
+
+    def _noisy(self, carry: Carry) -> Carry:
+        """``carry_noise``: the carry with Gaussian noise on the rows past their first segment."""
+        if not self.config.carry_noise:
+            return carry
+        started = torch.from_numpy(self.batch.segments[self.rows] > 0).to(self.device)
+        noise = TrajectoryNoise(
+            Diversity(carry_sigma=self.config.carry_noise), started, self.noise_generator
+        )
+        return noise.perturb(carry)
 
     def _closest_labels(self, out: Outputs) -> torch.Tensor:
         """``targets="closest"``: the correct answer nearest the model's own, per puzzle."""

@@ -77,6 +77,8 @@ class Task:
         output_choices: for each input token value, the output tokens a cell holding it may
             take (``hrm train --output-mask`` builds a model that can only answer those), or
             None when any cell may take any token.
+        wall_tokens: the input tokens of cells nothing passes through (a maze's walls), which
+            ``hrm train --max-aggregation`` never lets a cell read; empty when the task has none.
         aux_targets: the auxiliary per-cell targets :meth:`aux_labels` can give (name ->
             number of classes); empty when the task has none.
         test_tiers: the tiers among ``difficulties`` drawn from held-out test puzzles: for
@@ -92,6 +94,7 @@ class Task:
     difficulties: tuple[str, ...]
     default_difficulty: str
     output_choices: tuple[tuple[int, ...], ...] | None = None
+    wall_tokens: tuple[int, ...] = ()
     aux_targets: Mapping[str, int] = MappingProxyType({})
     test_tiers: tuple[str, ...] = ()
     test_sets: tuple[str, ...] = ()
@@ -346,6 +349,7 @@ class MazeTask(Task):
         choices = [(v,) for v in range(maze.VOCAB_SIZE)]
         choices[maze.OPEN] = (maze.OPEN, maze.PATH)
         self.output_choices = tuple(choices)
+        self.wall_tokens = (maze.WALL,)
         # distance3: moves to G mod 3 (all Lee's back-trace needs to walk a shortest path),
         # class 3 for a cell G cannot be reached from; on-path: on some shortest path or not.
         self.aux_targets = MappingProxyType({"distance3": 4, "on-path": 2})

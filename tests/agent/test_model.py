@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -947,3 +948,83 @@ def test_aux_head_reads_the_cells_and_is_counted():
     assert none.aux_logits is None
     with pytest.raises(ValueError, match="aux_target and aux_classes go together"):
         HRMConfig.preset("tiny", aux_target="distance3")
+
+
+# ---------------------------------------------------------------------- max aggregation
+def _reference_neighbour_max(grid: torch.Tensor, open_cells: torch.Tensor) -> torch.Tensor:
+    """The masked 4-neighbour max, one cell at a time."""
+    B, D, n, _ = grid.shape
+    out = torch.zeros_like(grid)
+    for b in range(B):
+        for r in range(n):
+            for c in range(n):
+                reads = [
+                    grid[b, :, rr, cc]
+                    for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+                    if 0 <= rr < n and 0 <= cc < n and open_cells[b, 0, rr, cc]
+                ]
+                if reads:
+                    out[b, :, r, c] = torch.stack(reads).amax(0)
+    return out
+
+
+def test_neighbour_max_reads_only_open_4_neighbours_and_never_a_wall():
+    from hrm_agent.layers import neighbour_max
+
+    g = torch.Generator().manual_seed(0)
+    grid = torch.randn(2, 3, 6, 6, generator=g)
+    open_cells = torch.rand(2, 1, 6, 6, generator=g) > 0.4
+    open_cells[0, 0, 0, 1] = open_cells[0, 0, 1, 0] = False  # a cell with no open neighbour
+    got = neighbour_max(grid, open_cells)
+    torch.testing.assert_close(got, _reference_neighbour_max(grid, open_cells), atol=0, rtol=0)
+    assert torch.equal(got[0, :, 0, 0], torch.zeros(3))
+    walls = ~open_cells
+    # A wall's features, however large, reach no cell; an open cell's reach its 4 neighbours.
+    louder = grid + 100.0 * walls
+    assert torch.equal(neighbour_max(louder, open_cells), got)
+    b, r, c = 1, 2, 3
+    open_cells[b, 0, r, c] = True
+    moved = grid.clone()
+    moved[b, :, r, c] = 100.0
+    diff = (neighbour_max(moved, open_cells) - neighbour_max(grid, open_cells)).abs().amax(1)
+    changed = {tuple(i) for i in torch.nonzero(diff[b] > 0).tolist()}
+    assert changed == {(r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)}
+    assert diff[1 - b].max() == 0
+
+
+def test_max_aggregation_starts_as_the_plain_block_and_its_gate_learns():
+    model, puzzles = _maze_model(max_aggregation=(1,))
+    plain, _ = _maze_model()
+    assert model.config.num_parameters == sum(p.numel() for p in model.parameters())
+    assert model.config.num_parameters == plain.config.num_parameters + 16 * 4
+    with torch.no_grad():
+        _, a = model(model.initial_carry(len(puzzles)), puzzles)
+        _, b = plain(plain.initial_carry(len(puzzles)), puzzles)
+    torch.testing.assert_close(a.logits, b.logits, atol=0, rtol=0)  # every gate starts at 0
+    _, out = model(model.initial_carry(len(puzzles)), puzzles)
+    out.logits[..., 5].sum().backward()
+    assert model.L_level.blocks[0].mixer.max_gate.grad.abs().max() > 0
+    # With open gates the answer depends on which cells are walls through the max too.
+    with torch.no_grad():
+        for block in (*model.L_level.blocks, *model.H_level.blocks):
+            block.mixer.max_gate.fill_(1.0)
+        x = model.embed(puzzles)
+        carry = model.initial_carry(len(puzzles))
+        walls_as_given = model.cycle(carry, x, puzzles).z_H
+        model.wall_table[1] = False  # nothing is a wall any more
+        no_walls = model.cycle(carry, x, puzzles).z_H
+    assert not torch.allclose(walls_as_given, no_walls)
+
+
+def test_max_aggregation_needs_the_puzzle_tokens_and_a_conv_mixer():
+    model, puzzles = _maze_model(max_aggregation=(1,))
+    x = model.embed(puzzles)
+    with pytest.raises(ValueError, match="pass the puzzle tokens"):
+        model.cycle(model.initial_carry(len(puzzles)), x)
+    with pytest.raises(ValueError, match="needs the conv mixer"):
+        HRMConfig.preset("tiny", mixer="attention", max_aggregation=(1,))
+    for bad in ((), (10,), (True,), [1]):
+        with pytest.raises(ValueError, match="max_aggregation must be"):
+            HRMConfig.preset("tiny", vocab_size=6, seq_len=900, mixer="conv", max_aggregation=bad)
+    config = model.config
+    assert HRMConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -148,3 +148,26 @@ def test_lazy_package_exports():
     assert hrm_agent.HRM is HRM and hrm_agent.HRMConfig is HRMConfig
     with pytest.raises(AttributeError):
         _ = hrm_agent.no_such_name
+
+
+def test_a_max_aggregating_maze_model_runs_in_the_env_protocol_and_evaluate_alike():
+    from hrm_agent.evaluate import evaluate
+    from hrm_env.puzzles.tasks import get_task
+
+    task = get_task("maze")
+    config = HRMConfig.preset(
+        "tiny", vocab_size=6, seq_len=900, mixer="conv", hidden_size=16, expansion=2.0,
+        h_cycles=1, max_segments=3, output_choices=task.output_choices,
+        max_aggregation=task.wall_tokens,
+    )  # fmt: skip
+    m = HRM(config, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for block in (*m.L_level.blocks, *m.H_level.blocks):
+            block.mixer.max_gate.fill_(0.5)  # so that the walls matter
+    batch = task.sample(np.random.default_rng(0), 2, "easy")
+    r = TorchReasoner(m, "maze")
+    state = r.reset(batch.inputs)
+    for _ in range(3):
+        state, out = r.cycle(state)
+    result = evaluate(m, task, batch)
+    np.testing.assert_array_equal(out.logits.argmax(-1), result.predictions)

@@ -74,6 +74,8 @@ def tiny(tmp_path: Path, name: str = "run", **changes) -> TrainConfig:
         ({"overrides": {"gradient": "all"}}, "gradient"),
         ({"targets": "nearest"}, "targets must be one of"),
         ({"train_halting": "never"}, "train_halting must be one of"),
+        ({"carry_noise": -0.1}, "carry_noise"),
+        ({"carry_noise": float("nan")}, "carry_noise"),
     ],
 )
 def test_bad_config_values_raise_value_error(tmp_path, changes, message):
@@ -167,6 +169,34 @@ def test_train_halting_max_runs_every_puzzle_to_the_limit_whatever_the_q_head_sa
         assert metrics["q_halt_loss"] > 0  # the Q head is still trained
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_carry_noise_moves_only_the_carries_past_a_puzzles_first_segment(tmp_path, sigma):
+    trainer = Trainer(tiny(tmp_path, carry_noise=sigma, overrides={"max_segments": 4}))
+    trainer.train_step()  # every carry has run one segment now
+    trainer.batch.segments[:] = [0, 1, 0, 2, 0, 3, 1, 1]  # rows 0, 2, 4 start afresh
+    seen = []
+    forward = trainer.model.forward
+
+    def spy(carry, tokens):
+        seen.append(carry)
+        return forward(carry, tokens)
+
+    trainer.model.forward = spy
+    before = trainer.carry
+    trainer.train_step()
+    given = seen[0]
+    fresh = torch.tensor([0, 2, 4])
+    later = torch.tensor([1, 3, 5, 6, 7])
+    for got, kept in ((given.z_H, before.z_H), (given.z_L, before.z_L)):
+        assert torch.equal(got[fresh], kept[fresh])
+        moved = got[later] - kept[later]
+        if sigma == 0:
+            assert torch.equal(moved, torch.zeros_like(moved))
+        else:
+            assert abs(float(moved.std()) - sigma) < 0.05
+            assert abs(float(moved.mean())) < 0.05
+
+
 def test_fixed_train_set_draws_only_augmentations_of_its_pool(tmp_path):
     trainer = Trainer(
         tiny(tmp_path, train_size=3, difficulty="medium", overrides={"max_segments": 1})
@@ -193,8 +223,9 @@ def test_fixed_train_set_draws_only_augmentations_of_its_pool(tmp_path):
     [
         {"ema": 0.9, "lr_schedule": "cosine"},
         {"train_size": 12, "halt_exploration_prob": 0.5},
+        {"carry_noise": 0.3},
     ],
-    ids=["stream-ema-cosine", "fixed-set"],
+    ids=["stream-ema-cosine", "fixed-set", "carry-noise"],
 )
 def test_n_steps_resume_n_steps_equals_2n_straight(tmp_path, changes):
     straight = tiny(tmp_path, "straight", steps=12, **changes)
@@ -1236,6 +1267,11 @@ def test_maze_flags_reach_the_model_and_run_config():
     plain = parse("maze", "--preset", "tiny", "--mixer", "conv").model_config()
     assert plain.output_choices is None and plain.aux_target is None
     assert parse("maze", "--weight-decay", "0.2").weight_decay == 0.2  # a flag beats the recipe
+    assert parse("maze", "--max-aggregation").model_config().max_aggregation == (1,)
+    assert recipe.model_config().max_aggregation is None
+    with pytest.raises(ValueError, match="--max-aggregation: task 'sudoku' has no walls"):
+        parse("sudoku", "--max-aggregation")
+    assert recipe.carry_noise == 0.0 and parse("sudoku", "--carry-noise", "0.3").carry_noise == 0.3
     with pytest.raises(ValueError, match="--output-mask: task 'sudoku' has no output mask"):
         parse("sudoku", "--output-mask")
     with pytest.raises(ValueError, match="no target 'depth'"):
@@ -1244,7 +1280,7 @@ def test_maze_flags_reach_the_model_and_run_config():
 
 def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
     """A few steps with the maze levers on: the loss is finite, the masked model keeps walls,
-    S and G in every answer, and the checkpoint reloads with its mask and aux head."""
+    S and G in every answer, and the checkpoint reloads with its mask, aux head and walls."""
     from hrm_env.puzzles.tasks import get_task
 
     task = get_task("maze")
@@ -1254,11 +1290,14 @@ def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
         segment_weighting="linear",
         overrides={"mixer": "conv", "hidden_size": 16, "expansion": 2.0, "h_cycles": 1,
                    "max_segments": 2, "output_choices": task.output_choices,
-                   "aux_target": "on-path", "aux_classes": 2},
+                   "aux_target": "on-path", "aux_classes": 2,
+                   "max_aggregation": task.wall_tokens},
     )  # fmt: skip
     result = train(config)
     model, model_config, _ = load_checkpoint(result.checkpoint)
     assert model_config.output_choices == task.output_choices and model.aux_head is not None
+    assert model_config.max_aggregation == (1,) and bool(model.wall_table[1])
+    assert model.L_level.blocks[0].mixer.max_gate.abs().max() > 0  # trained, and saved
     batch = task.sample(np.random.default_rng(0), 2, "easy")
     tokens = torch.from_numpy(batch.inputs.astype(np.int64))
     with torch.no_grad():
