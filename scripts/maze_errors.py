@@ -8,7 +8,9 @@ cycle) and sorts the wrong ones by two questions:
   cell is wrong whatever the tie-break; the rest of a wrong answer's extra cells are on some
   other shortest path, a tie left unbroken.
 
-Prints a Markdown table with the mean number of extra and missing cells per kind.
+Prints a Markdown table with the mean number of extra and missing cells per kind, and the
+stricter score the public maze benchmarks use: the answer equals the file's own solution (the
+solver's tie-break among shortest paths), where the table's "correct" accepts any shortest path.
 
     hrm data maze --difficulty easy -n 1000 --seed 777 --out easy.csv
     python scripts/maze_errors.py easy.csv --limit 200 --halt q
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     n = len(batch)
     print(
         f"{n} mazes from {args.data}, answers at {'the Q halt' if args.halt == 'q' else 'the last cycle'}"
+    )
+    strict = int((np.asarray(answers) == batch.targets).all(axis=1).sum())
+    correct = len(kinds.get("correct", []))
+    print(
+        f"any shortest path: {correct} ({correct / n:.1%}); the file's own path: {strict} "
+        f"({strict / n:.1%})"
     )
     print("\n| answer | mazes | share | mean cells on no shortest path | mean cells missing |")
     print("| --- | ---: | ---: | ---: | ---: |")
