@@ -48,7 +48,7 @@ class ScriptedModel(nn.Module):
         self._tokens = tokens  # the real HRM keeps the puzzle in x; the stub reads it here
         return tokens
 
-    def cycle(self, carry, x):
+    def cycle(self, carry, x, tokens=None):
         return carry + 1
 
     def readout(self, carry, tokens=None):

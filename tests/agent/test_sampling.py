@@ -89,9 +89,9 @@ def test_k_trajectories_run_as_one_batch(model):
     sizes = []
     cycle = model.cycle
 
-    def counting(carry, x):
+    def counting(carry, x, tokens=None):
         sizes.append(x.shape[0])
-        return cycle(carry, x)
+        return cycle(carry, x, tokens)
 
     model.cycle = counting
     run_trajectories(model, tokens_of(3), samples=5, diversity=SOURCES[0], use_q=False)
