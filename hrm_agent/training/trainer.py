@@ -183,9 +183,17 @@ class Trainer:
         """Start from a checkpoint's weights (fresh optimizer) and inherit its lineage."""
         source, _, meta = load_checkpoint(stem, map_location=self.device)
         try:
-            self.model.load_state_dict(source.state_dict())
+            # strict=False only so that parameters a flag adds (the max gates, which start at
+            # 0 so the block computes what it did) may be missing; anything else must match.
+            result = self.model.load_state_dict(source.state_dict(), strict=False)
         except RuntimeError as err:
             raise ValueError(f"--init-from {stem} does not fit this run's model: {err}") from err
+        missing = [k for k in result.missing_keys if not k.endswith("max_gate")]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"--init-from {stem} does not fit this run's model: missing {missing}, "
+                f"unexpected {list(result.unexpected_keys)}"
+            )
         self.parent_lineage = inherited_lineage(stem, meta)
 
     def lineage(self) -> list[dict[str, Any]]:

@@ -1307,6 +1307,47 @@ def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
     assert torch.equal(answer[fixed], tokens[fixed])
 
 
+def test_init_from_adds_max_gates_at_zero_so_the_model_computes_what_its_parent_did(tmp_path):
+    """--init-from a conv model without max aggregation into one with it: the gates are the
+    only new parameters, they start at 0, and the first answers equal the parent's."""
+    from hrm_env.puzzles.tasks import get_task
+
+    task = get_task("maze")
+    common = dict(
+        task="maze", preset="tiny", batch_size=2, steps=1, lr=1e-3, eval_size=2,
+        eval_difficulty="easy", progress=False,
+    )  # fmt: skip
+    overrides = {"mixer": "conv", "hidden_size": 16, "expansion": 2.0, "h_cycles": 1,
+                 "max_segments": 2, "output_choices": task.output_choices}  # fmt: skip
+    parent = train(TrainConfig(out_dir=str(tmp_path / "p"), overrides=overrides, **common))
+    child = Trainer(
+        TrainConfig(
+            out_dir=str(tmp_path / "c"),
+            init_from=str(parent.checkpoint),
+            overrides={"max_aggregation": task.wall_tokens},
+            **common,
+        )
+    )
+    gates = [m.max_gate for m in child.model.modules() if getattr(m, "max_gate", None) is not None]
+    assert gates and all(bool((g == 0).all()) for g in gates)
+    source = load_checkpoint(str(parent.checkpoint))[0]
+    tokens = torch.from_numpy(task.sample(np.random.default_rng(3), 2, "easy").inputs.astype(np.int64))
+    with torch.no_grad():
+        _, ours = child.model(child.model.initial_carry(2), tokens)
+        _, theirs = source(source.initial_carry(2), tokens)
+    torch.testing.assert_close(ours.logits, theirs.logits)
+    # Any other mismatch is still refused.
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(
+            TrainConfig(
+                out_dir=str(tmp_path / "w"),
+                init_from=str(parent.checkpoint),
+                overrides={"hidden_size": 32},
+                **common,
+            )
+        )
+
+
 def test_training_refuses_a_tier_of_held_out_test_puzzles():
     with pytest.raises(ValueError, match="'extreme-mix' draws from held-out test puzzles"):
         TrainConfig(task="sudoku", difficulty="hard:0.5,extreme-mix:0.5")
