@@ -3,7 +3,8 @@
 Runs a checkpoint on a maze CSV, takes each answer (at the Q head's halt, or after the last
 cycle) and sorts the wrong ones by two questions:
 
-* does the set of marked cells contain a whole shortest path from S to G?
+* does the set of marked cells contain a whole shortest path from S to G, or does it connect
+  S to G only by a longer route (a detour: the model found a way, not the shortest one)?
 * does it mark cells that lie on *no* shortest path (``maze.shortest_path_cells``)? Such a
   cell is wrong whatever the tie-break; the rest of a wrong answer's extra cells are on some
   other shortest path, a tie left unbroken.
@@ -45,11 +46,18 @@ def classify(question: np.ndarray, answer: np.ndarray) -> tuple[str, int, int]:
     ends = (question == maze.START) | (question == maze.GOAL)
     length = maze.shortest_path_length(question)
     only_marked = np.where(marked | ends, question, maze.WALL).astype(np.uint8)
-    whole = maze.shortest_path_length(only_marked) == length
+    through_marked = maze.shortest_path_length(only_marked)  # -1: the marks do not connect
+    whole = through_marked == length
     off = int(np.count_nonzero(marked & ~union))
     on = int(np.count_nonzero(marked & union))
     missing = 0 if whole else max(length - 1 - on, 0)
-    kind = ("holds a shortest path" if whole else "no whole shortest path") + (
+    if whole:
+        head = "holds a shortest path"
+    elif through_marked > length:
+        head = "connects S to G only by a longer route (a detour)"
+    else:
+        head = "no marked route from S to G"
+    kind = head + (
         ", plus cells on no shortest path" if off else ", plus tied cells" if whole else ""
     )
     return kind, off, missing

@@ -118,9 +118,10 @@ def test_maze_errors_sorts_wrong_answers_by_extra_and_missing_cells():
     from hrm_env.puzzles import maze
 
     classify = _script("maze_errors").classify
-    # A 3x6 room, S top-left, G bottom-right, and an alcove above S on no shortest path.
+    # A 3x6 room, S top-left, G bottom-right, an alcove above S and a corridor below the room,
+    # both on no shortest path.
     grid = np.full((maze.SIDE, maze.SIDE), maze.WALL, dtype=np.uint8)
-    grid[5:8, 5:11] = maze.OPEN
+    grid[5:9, 5:11] = maze.OPEN
     grid[4, 5] = maze.OPEN
     grid[5, 5], grid[7, 10] = maze.START, maze.GOAL
     q = grid.reshape(-1)
@@ -136,9 +137,13 @@ def test_maze_errors_sorts_wrong_answers_by_extra_and_missing_cells():
     assert classify(q, answer(top + [(4, 5)])) == (
         "holds a shortest path, plus cells on no shortest path", 1, 0)  # fmt: skip
     assert classify(q, answer(top + bottom[:2])) == ("holds a shortest path, plus tied cells", 0, 0)
-    assert classify(q, answer(top[:-1])) == ("no whole shortest path", 0, 1)
+    assert classify(q, answer(top[:-1])) == ("no marked route from S to G", 0, 1)
     assert classify(q, answer(top[:-2] + [(4, 5)])) == (
-        "no whole shortest path, plus cells on no shortest path", 1, 2)  # fmt: skip
+        "no marked route from S to G, plus cells on no shortest path", 1, 2)  # fmt: skip
+    detour = [(6, 5), (7, 5)] + [(8, c) for c in range(5, 11)]  # 9 moves where 7 do
+    assert classify(q, answer(detour)) == (
+        "connects S to G only by a longer route (a detour), plus cells on no shortest path",
+        6, 4)  # fmt: skip
 
 
 def test_default_episodes_plays_the_envs_as_a_first_user_makes_them(capsys, monkeypatch):
