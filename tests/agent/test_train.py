@@ -1331,7 +1331,9 @@ def test_init_from_adds_max_gates_at_zero_so_the_model_computes_what_its_parent_
     gates = [m.max_gate for m in child.model.modules() if getattr(m, "max_gate", None) is not None]
     assert gates and all(bool((g == 0).all()) for g in gates)
     source = load_checkpoint(str(parent.checkpoint))[0]
-    tokens = torch.from_numpy(task.sample(np.random.default_rng(3), 2, "easy").inputs.astype(np.int64))
+    tokens = torch.from_numpy(
+        task.sample(np.random.default_rng(3), 2, "easy").inputs.astype(np.int64)
+    )
     with torch.no_grad():
         _, ours = child.model(child.model.initial_carry(2), tokens)
         _, theirs = source(source.initial_carry(2), tokens)
