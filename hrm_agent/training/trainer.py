@@ -183,12 +183,17 @@ class Trainer:
         """Start from a checkpoint's weights (fresh optimizer) and inherit its lineage."""
         source, _, meta = load_checkpoint(stem, map_location=self.device)
         try:
-            # strict=False only so that parameters a flag adds (the max gates, which start at
-            # 0 so the block computes what it did) may be missing; anything else must match.
+            # strict=False only so that parameters a flag adds may be missing: the max gates
+            # (they start at 0, so the block computes what it did) and an auxiliary head
+            # (training only, never read by the answer). Anything else must match.
             result = self.model.load_state_dict(source.state_dict(), strict=False)
         except RuntimeError as err:
             raise ValueError(f"--init-from {stem} does not fit this run's model: {err}") from err
-        missing = [k for k in result.missing_keys if not k.endswith("max_gate")]
+        missing = [
+            k
+            for k in result.missing_keys
+            if not (k.endswith("max_gate") or k.startswith("aux_head."))
+        ]
         if missing or result.unexpected_keys:
             raise ValueError(
                 f"--init-from {stem} does not fit this run's model: missing {missing}, "

@@ -1309,7 +1309,8 @@ def test_output_mask_and_aux_target_train_a_tiny_maze_model(tmp_path):
 
 def test_init_from_adds_max_gates_at_zero_so_the_model_computes_what_its_parent_did(tmp_path):
     """--init-from a conv model without max aggregation into one with it: the gates are the
-    only new parameters, they start at 0, and the first answers equal the parent's."""
+    only new parameters, they start at 0, and the first answers equal the parent's. An
+    auxiliary head may be new too; nothing else may."""
     from hrm_env.puzzles.tasks import get_task
 
     task = get_task("maze")
@@ -1338,6 +1339,18 @@ def test_init_from_adds_max_gates_at_zero_so_the_model_computes_what_its_parent_
         _, ours = child.model(child.model.initial_carry(2), tokens)
         _, theirs = source(source.initial_carry(2), tokens)
     torch.testing.assert_close(ours.logits, theirs.logits)
+    # An auxiliary head (training only) may be new as well; the shared weights are the parent's.
+    aux = Trainer(
+        TrainConfig(
+            out_dir=str(tmp_path / "a"),
+            init_from=str(parent.checkpoint),
+            overrides={"aux_target": "on-path", "aux_classes": 2},
+            **common,
+        )
+    )
+    assert aux.model.aux_head is not None
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(aux.model.state_dict()[name], tensor), name
     # Any other mismatch is still refused.
     with pytest.raises(ValueError, match="does not fit"):
         Trainer(
