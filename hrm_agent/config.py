@@ -119,6 +119,12 @@ class HRMConfig:
     that channel over its 4 neighbours that are not such cells. A BFS wavefront is such a
     max: it carries a "reached" flag across the grid without the decay of a sum. The step of
     the maze recipe costs 1.4x with it on a CPU. None: off."""
+    closed_walls: tuple[int, ...] | None = None
+    """``conv`` only: the input tokens of cells nothing passes through (a maze's walls), whose
+    features every conv block reads as 0, so information travels only through open cells, as
+    a BFS wavefront does, and never across a wall. Without it a 3x3 conv sees the whole 30x30
+    grid within a few cycles and can answer from geometry. Must name the same tokens as
+    ``max_aggregation`` when both are set. None: off."""
     aux_target: str | None = None
     """An auxiliary per-cell target the model also predicts, from z_H of the cells, during
     training only (the task's ``aux_targets``, e.g. ``distance3`` for a maze: moves to G mod
@@ -200,7 +206,14 @@ class HRMConfig:
         if self.output_choices is not None:
             self._check_output_choices()
         if self.max_aggregation is not None:
-            self._check_max_aggregation()
+            self._check_walls("max_aggregation", self.max_aggregation)
+        if self.closed_walls is not None:
+            self._check_walls("closed_walls", self.closed_walls)
+            if self.max_aggregation not in (None, self.closed_walls):
+                raise ValueError(
+                    "HRMConfig.closed_walls and max_aggregation must name the same wall tokens, "
+                    f"got {self.closed_walls!r} and {self.max_aggregation!r}"
+                )
         if (self.aux_target is None) != (self.aux_classes == 0):
             raise ValueError(
                 "HRMConfig.aux_target and aux_classes go together: a target name with >= 2 "
@@ -240,13 +253,12 @@ class HRMConfig:
                     f"[0, {self.vocab_size}), got {allowed!r}"
                 )
 
-    def _check_max_aggregation(self) -> None:
-        walls = self.max_aggregation
+    def _check_walls(self, name: str, walls: object) -> None:
         if self.mixer != "conv":
-            raise ValueError(f"HRMConfig.max_aggregation needs the conv mixer, not {self.mixer!r}")
+            raise ValueError(f"HRMConfig.{name} needs the conv mixer, not {self.mixer!r}")
         if not self._is_token_tuple(walls):
             raise ValueError(
-                "HRMConfig.max_aggregation must be a non-empty tuple of wall tokens in "
+                f"HRMConfig.{name} must be a non-empty tuple of wall tokens in "
                 f"[0, {self.vocab_size}), got {walls!r}"
             )
 
@@ -445,8 +457,9 @@ class HRMConfig:
             data["output_choices"] = tuple(
                 tuple(c) if isinstance(c, list) else c for c in data["output_choices"]
             )
-        if isinstance(data.get("max_aggregation"), list):
-            data["max_aggregation"] = tuple(data["max_aggregation"])
+        for key in ("max_aggregation", "closed_walls"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
         return cls(**data)
 
 

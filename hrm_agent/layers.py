@@ -253,6 +253,9 @@ class ConvMixer(nn.Module):
     (:func:`neighbour_max`, walls never read), with a learnt per-channel gate that starts at
     0, so the block starts as without it. A quarter, because the max's backward pass is the
     expensive part (on all 64 channels of a maze block it doubled the training step).
+
+    With ``config.closed_walls`` the convolution reads a wall cell as 0 (as it reads the
+    outside of the grid), so nothing crosses a wall and a cell's reach follows open cells.
     """
 
     def __init__(
@@ -274,6 +277,7 @@ class ConvMixer(nn.Module):
             if config.max_aggregation is not None
             else None
         )
+        self.closed_walls = config.closed_walls is not None
 
     def output_weights(self) -> tuple[torch.Tensor, ...]:
         """The weights that end this mixer's residual branch (zeroed by zero_init_residual)."""
@@ -286,6 +290,11 @@ class ConvMixer(nn.Module):
         B, L, D = x.shape
         n = self.side
         grid = x[:, 1:].transpose(1, 2).reshape(B, D, n, n)  # (B, D, n, n)
+        if self.closed_walls:
+            if open_cells is None:
+                raise ValueError("a conv mixer with closed walls needs open_cells (B, S)")
+            # A wall passes nothing on: its neighbours read 0 there, as outside the grid.
+            grid = grid.masked_fill(~open_cells.view(B, 1, n, n), 0.0)
         pad = self.dilation * (self.weight.shape[-1] // 2)
         mixed = F.conv2d(grid, self.weight, padding=pad, dilation=self.dilation, groups=self.groups)
         if self.max_gate is not None:

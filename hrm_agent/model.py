@@ -75,12 +75,13 @@ def output_table(config: HRMConfig) -> torch.Tensor | None:
 
 
 def wall_table(config: HRMConfig) -> torch.Tensor | None:
-    """The max aggregation's walls as a (V,) bool table (True: a cell holding this input token
-    is never read); None for a config without max aggregation."""
-    if config.max_aggregation is None:
+    """The walls of the max aggregation or of closed walls as a (V,) bool table (True: a cell
+    holding this input token is never read); None for a config with neither."""
+    tokens = config.max_aggregation or config.closed_walls
+    if tokens is None:
         return None
     walls = torch.zeros(config.vocab_size, dtype=torch.bool)
-    walls[list(config.max_aggregation)] = True
+    walls[list(tokens)] = True
     return walls
 
 
@@ -227,14 +228,14 @@ class HRM(nn.Module):
 
     # ------------------------------------------------------------------ recurrence
     def open_cells(self, tokens: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, S) bool: the cells the max aggregation may read (not walls), from the (B, S)
-        puzzle tokens; None for a model without max aggregation (``tokens`` unused)."""
+        """(B, S) bool: the cells the conv mixers may read (not walls), from the (B, S) puzzle
+        tokens; None for a model without max aggregation or closed walls (``tokens`` unused)."""
         if self.wall_table is None:
             return None
         if tokens is None:
             raise ValueError(
-                "this model has max aggregation (config.max_aggregation): pass the puzzle "
-                "tokens to cycle, segment, update_L and update_H"
+                "this model reads walls (config.max_aggregation or closed_walls): pass the "
+                "puzzle tokens to cycle, segment, update_L and update_H"
             )
         return ~self.wall_table[tokens.long().to(self.wall_table.device)]
 

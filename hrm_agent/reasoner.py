@@ -223,14 +223,13 @@ class TorchReasoner:
     ) -> tuple[Carry, Outputs]:
         """One env step of the model: a cycle and its readout; subclasses may observe it
         (see ``hrm_agent.analysis.TracingReasoner``). ``tokens``: the puzzles, for a model
-        with an output mask or max aggregation (else None)."""
+        with an output mask or walls (else None)."""
         carry = self.model.cycle(carry, x, tokens)
         return carry, self.model.readout(carry, tokens)
 
     def _tokens(self, inputs: np.ndarray) -> torch.Tensor | None:
-        """The puzzles as tokens when the model needs them (an output mask, max aggregation)."""
-        config = self.model.config
-        if config.output_choices is None and config.max_aggregation is None:
+        """The puzzles as tokens when the model needs them (an output mask, walls)."""
+        if self.model.config.output_choices is None and self.model.wall_table is None:
             return None
         return torch.from_numpy(inputs.astype(np.int64)).to(self.device)
 

@@ -127,6 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "walls never read (a BFS wavefront is such a max); the task names its walls",
     )
     model.add_argument(
+        "--closed-walls",
+        dest="closed_walls_on",
+        action="store_true",
+        default=None,
+        help="conv mixer: walls pass nothing on (their neighbours read 0 there), so "
+        "information travels only through open cells; the task names its walls",
+    )
+    model.add_argument(
         "--output-mask",
         action="store_true",
         default=None,
@@ -375,6 +383,10 @@ def _task_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not task.wall_tokens:
             raise ValueError(f"--max-aggregation: task {args.task!r} has no walls")
         overrides["max_aggregation"] = task.wall_tokens
+    if getattr(args, "closed_walls_on", None):
+        if not task.wall_tokens:
+            raise ValueError(f"--closed-walls: task {args.task!r} has no walls")
+        overrides["closed_walls"] = task.wall_tokens
     if getattr(args, "aux_target", None):
         if args.aux_target not in task.aux_targets:
             known = ", ".join(task.aux_targets) or "none"

@@ -62,6 +62,7 @@ MODEL_OVERRIDE_FIELDS = (
     "zero_init_residual",
     "output_choices",
     "max_aggregation",
+    "closed_walls",
     "aux_target",
     "aux_classes",
 )

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -1028,3 +1029,45 @@ def test_max_aggregation_needs_the_puzzle_tokens_and_a_conv_mixer():
             HRMConfig.preset("tiny", vocab_size=6, seq_len=900, mixer="conv", max_aggregation=bad)
     config = model.config
     assert HRMConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_closed_walls_pass_nothing_across_a_wall():
+    """Two mazes that differ only right of a full wall column: with closed walls every cell left
+    of it computes the same state, cycle after cycle; a plain conv lets the difference in."""
+    from hrm_env.puzzles import maze
+
+    grid = np.full((maze.SIDE, maze.SIDE), maze.OPEN, dtype=np.int64)
+    grid[:, 14] = maze.WALL
+    grid[3, 2], grid[20, 9] = maze.START, maze.GOAL
+    other = grid.copy()
+    other[5:25:3, 16:29:2] = maze.WALL  # a different right half
+    puzzles = torch.from_numpy(np.stack([grid.reshape(-1), other.reshape(-1)]))
+    left = torch.from_numpy(np.arange(maze.SIDE) < 14).repeat(maze.SIDE)  # (S,)
+    for closed, isolated in ((None, False), ((maze.WALL,), True)):
+        model, _ = _maze_model(closed_walls=closed)
+        with torch.no_grad():
+            x = model.embed(puzzles)
+            carry = model.initial_carry(2)
+            for _ in range(4):
+                carry = model.cycle(carry, x, puzzles)
+        cells = carry.z_H[:, 1:]  # (2, S, D)
+        gap = (cells[0, left] - cells[1, left]).abs().max().item()
+        assert (gap < 1e-5) == isolated, (closed, gap)
+
+
+def test_closed_walls_are_checked_and_round_trip():
+    model, puzzles = _maze_model(closed_walls=(1,))
+    with pytest.raises(ValueError, match="pass the puzzle tokens"):
+        model.cycle(model.initial_carry(len(puzzles)), model.embed(puzzles))
+    with pytest.raises(ValueError, match="closed_walls needs the conv mixer"):
+        HRMConfig.preset("tiny", mixer="attention", closed_walls=(1,))
+    base = dict(vocab_size=6, seq_len=900, mixer="conv")
+    with pytest.raises(ValueError, match="closed_walls must be"):
+        HRMConfig.preset("tiny", closed_walls=(), **base)
+    with pytest.raises(ValueError, match="the same wall tokens"):
+        HRMConfig.preset("tiny", closed_walls=(1,), max_aggregation=(1, 2), **base)
+    both = HRMConfig.preset("tiny", closed_walls=(1,), max_aggregation=(1,), **base)
+    assert HRMConfig.from_dict(json.loads(json.dumps(both.to_dict()))) == both
+    # No new parameters: the flag changes what the convolution reads, not what it learns.
+    plain, _ = _maze_model()
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in model.parameters())

@@ -1268,6 +1268,8 @@ def test_maze_flags_reach_the_model_and_run_config():
     assert plain.output_choices is None and plain.aux_target is None
     assert parse("maze", "--weight-decay", "0.2").weight_decay == 0.2  # a flag beats the recipe
     assert parse("maze", "--max-aggregation").model_config().max_aggregation == (1,)
+    assert parse("maze", "--closed-walls").model_config().closed_walls == (1,)
+    assert recipe.model_config().closed_walls is None
     assert recipe.model_config().max_aggregation is None
     with pytest.raises(ValueError, match="--max-aggregation: task 'sudoku' has no walls"):
         parse("sudoku", "--max-aggregation")
