@@ -824,8 +824,6 @@ def test_candidate_readout_is_one_score_per_digit_slot():
 
 # --------------------------------------------------------------------------- output mask
 def _maze_model(seed: int = 0, **overrides) -> tuple[HRM, torch.Tensor]:
-    import numpy as np
-
     from hrm_env.puzzles.tasks import get_task
 
     task = get_task("maze")
