@@ -491,7 +491,8 @@ def evaluate_policy(
             ``max_cycles`` are the env's, and must not contradict it).
         puzzles: the held-out puzzles and their answers; results are in this order.
         step_cost: cost of each continue (default 0.01).
-        max_cycles: cycles after which the env halts by itself (default 16).
+        max_cycles: cycles after which the env halts by itself (default: the env's own, the
+            model's limit N x max_segments).
         reasoner: the model to drive (a ``TorchReasoner``, ``ScriptedReasoner`` or
             :class:`RecordedReasoner`); None loads ``checkpoint`` or the shipped one.
         batch_size: rows of the batched env.
@@ -524,7 +525,7 @@ def evaluate_policy(
             reasoner=reasoner,
             reward=reward,
             step_cost=0.01 if step_cost is None else step_cost,
-            max_cycles=16 if max_cycles is None else max_cycles,
+            max_cycles=max_cycles,
             checkpoint=checkpoint,
             device=device,
             latent=True,

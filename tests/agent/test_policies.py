@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from hrm_agent.policies import (
     evaluate_policy,
     infer_sb3_algo,
 )
+from hrm_env.envs.defaults import cycle_limit
 from hrm_env.envs.reasoner import ScriptedReasoner
 from hrm_env.envs.reasoning import read_answer
 from hrm_env.envs.vector import ReasoningVectorEnv
@@ -157,6 +160,17 @@ def test_threshold_counts_a_puzzle_without_blanks_as_sure():
 
 # Answers (every cell one token) on cycles 1..8, then the last one again.
 STABLE_SCRIPT = np.repeat(np.array([1, 2, 2, 2, 3, 3, 3, 3])[:, None], 16, axis=1)
+
+
+def test_without_max_cycles_the_env_s_own_limit_applies(puzzles):
+    # A policy that never halts runs until the env stops it: the limit must be the one
+    # gym.make would give (the model's own N x max_segments), not a number of evaluate_policy's.
+    reasoner = ScriptedReasoner(TASK, solve_at=3)
+    reasoner.model = SimpleNamespace(config=SimpleNamespace(max_cycles=7))  # a model's own 7
+    assert cycle_limit(TASK, reasoner) == 7
+    result = evaluate_policy(FixedCyclesPolicy(10_000), TASK, puzzles, reasoner=reasoner)
+    assert (result.cycles == 7).all()
+    assert result.max_cycles == 7
 
 
 @pytest.mark.parametrize("m, cycle", [(1, 3), (2, 4), (3, 8), (4, 9), (9, 10)])
