@@ -97,6 +97,8 @@ def solve(
         raise ValueError(f"rule must be one of {MODEL_RULES}, got {rule!r}")
     samples = check_samples(samples)
     spec = get_task(task)
+    if diversity is not None and diversity.guess_cycle and spec.blank_token is None:
+        raise ValueError(f"guesses (guess_cycle) need a task with blank cells, not {task!r}")
     # Checked before the model loads, so a bad value costs nothing.
     check_threads(threads)
     check_batch_size(batch_size)
@@ -110,8 +112,9 @@ def solve(
         chunk = grids[lo : lo + batch_size]
         tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.device)
         trajectories = run_trajectories(
-            model, tokens, samples, diversity, seed + lo, max_segments, use_q=halt == "q"
-        )
+            model, tokens, samples, diversity, seed + lo, max_segments, halt == "q",
+            spec.blank_token,
+        )  # fmt: skip
         answers[lo : lo + len(chunk)] = chosen(trajectories, select(trajectories, rule))
     return answers[0] if single else answers
 

@@ -87,7 +87,8 @@ def iterate_cycles(
         tokens: (B, S) integer puzzle tokens on the model's device.
         max_segments: segments to run (default: ``model.config.max_segments``).
         noise: diversity added around the model (``hrm_agent.sampling``): to the initial
-            carry, to the carry entering every later cycle and to the injected input.
+            carry, to the carry entering every later cycle and to the injected input, and
+            guessed digits written into the input after its ``guess_cycle``.
 
     Yields:
         One :class:`CycleReadout` per cycle, ``N * max_segments`` in all.
@@ -109,6 +110,10 @@ def iterate_cycles(
                 start = noise.perturb(carry) if index else carry
                 carry = model.cycle(start, noise.inject(x), tokens)
             out = model.readout(carry, tokens)
+            if noise is not None and noise.guesses_after(index + 1):
+                # Later cycles read the guessed digits as givens (the readout above did not).
+                tokens = noise.guess(tokens, out.logits)
+                x = model.embed(tokens)
             yield CycleReadout(
                 cycle=index + 1,
                 segment_end=(index + 1) % n_per_segment == 0,
@@ -312,7 +317,7 @@ def evaluate(
             rows = repeat_rows(torch.from_numpy(inputs.astype(np.int64)).to(device), samples)
             # One seed per batch, from the seed and the batch's start: reproducible per batch.
             batch_seed = int(np.random.SeedSequence([seed, lo]).generate_state(1)[0])
-            noise = make_noise(diversity, hi - lo, samples, batch_seed, device)
+            noise = make_noise(diversity, hi - lo, samples, batch_seed, device, task.blank_token)
             tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles)
             for r in iterate_cycles(model, rows, segments, noise=noise):
                 every = r.predictions.to(torch.uint8).cpu().numpy()  # (B * K, S)

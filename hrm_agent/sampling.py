@@ -9,7 +9,16 @@ and the injected input; the model itself is untouched):
   every cycle but the first (the carry is RMS-normed, so its entries are about 1 in size);
 * ``init_sigma``: the same on the fixed initial state ``z_H0`` / ``z_L0`` (a random start);
 * ``input_dropout``: each entry of the injected input ``x`` is zeroed with this probability,
-  afresh every cycle, and the rest scaled by ``1 / (1 - p)`` (inverted dropout).
+  afresh every cycle, and the rest scaled by ``1 / (1 - p)`` (inverted dropout);
+* ``guess_cycle``: branching on the model's own doubt. After that many cycles, every
+  trajectory but the first writes one guessed digit into a blank cell of its input, as if it
+  were a given, and goes on from the carry it has. The guesses come from trajectory 0's
+  answer at that cycle: the blank cells whose second most likely digit is most likely (the
+  cells the model is least sure of between two digits), each with its two most likely
+  digits, so trajectories 1 and 2 try the two digits of the most doubtful cell, 3 and 4 of
+  the next, and so on. One of a pair is right whenever the answer is among the cell's two
+  best, and a right given can unlock what propagation alone does not. Tasks with blank cells
+  only (Sudoku).
 
 A puzzle's K trajectories are K consecutive rows of one batch (``B * K`` rows, puzzle-major).
 Trajectory 0 of every puzzle always runs without noise, so ``samples=1`` is exactly the
@@ -70,8 +79,13 @@ class Diversity:
     """Std of Gaussian noise added to the initial state z_H0 / z_L0."""
     input_dropout: float = 0.0
     """Probability of zeroing an entry of the injected input, afresh every cycle."""
+    guess_cycle: int = 0
+    """Cycles after which each noisy trajectory fixes one guessed digit (0: never)."""
 
     def __post_init__(self) -> None:
+        g = self.guess_cycle
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
+            raise ValueError(f"guess_cycle must be an integer >= 0, got {g!r}")
         for name in ("carry_sigma", "init_sigma"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -83,7 +97,7 @@ class Diversity:
     @property
     def active(self) -> bool:
         """Whether any source is on (else every trajectory is the same)."""
-        return bool(self.carry_sigma or self.init_sigma or self.input_dropout)
+        return bool(self.carry_sigma or self.init_sigma or self.input_dropout or self.guess_cycle)
 
     def label(self) -> str:
         """A short name such as ``carry 0.1`` or ``none``."""
@@ -93,6 +107,7 @@ class Diversity:
                 ("carry", self.carry_sigma),
                 ("init", self.init_sigma),
                 ("dropout", self.input_dropout),
+                ("guess at cycle", self.guess_cycle),
             )
             if value
         ]
@@ -113,23 +128,48 @@ class TrajectoryNoise:
         diversity: the sources and their sizes.
         noisy: (R,) bool, the rows that get noise.
         generator: the only source of randomness (on the rows' device).
+
+
+    Guesses (``diversity.guess_cycle``) also need ``samples``, the rows are then puzzle-major
+    groups of that many with the clean trajectory first, and ``blank``, the input token of a
+    blank cell (see :meth:`for_samples`).
     """
 
     def __init__(
-        self, diversity: Diversity, noisy: torch.Tensor, generator: torch.Generator
+        self,
+        diversity: Diversity,
+        noisy: torch.Tensor,
+        generator: torch.Generator,
+        samples: int | None = None,
+        blank: int | None = None,
     ) -> None:
+        if diversity.guess_cycle and (samples is None or blank is None):
+            raise ValueError(
+                "guesses (guess_cycle) need the puzzle-major trajectory groups and a task "
+                "with blank cells (Sudoku); this run has "
+                + ("no blank token" if blank is None else "no groups")
+            )
         self.diversity = diversity
         self.noisy = noisy.view(-1, 1, 1)  # (R, 1, 1) bool
         self.generator = generator
+        self.samples = samples
+        self.blank = blank
 
     @classmethod
     def for_samples(
-        cls, diversity: Diversity, batch: int, samples: int, seed: int, device: torch.device
+        cls,
+        diversity: Diversity,
+        batch: int,
+        samples: int,
+        seed: int,
+        device: torch.device,
+        blank: int | None = None,
     ) -> TrajectoryNoise:
-        """Noise for ``batch`` puzzles times ``samples`` rows each, trajectory 0 of each clean."""
+        """Noise for ``batch`` puzzles times ``samples`` rows each, trajectory 0 of each clean
+        (``blank``: the task's blank input token, needed by guesses only)."""
         generator = torch.Generator(device=device).manual_seed(int(seed))
         noisy = (torch.arange(batch * samples, device=device) % samples) != 0
-        return cls(diversity, noisy, generator)
+        return cls(diversity, noisy, generator, samples, blank)
 
     def _gauss(self, like: torch.Tensor, sigma: float) -> torch.Tensor:
         noise = torch.randn(like.shape, generator=self.generator, device=like.device)
@@ -157,6 +197,61 @@ class TrajectoryNoise:
         keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= p
         dropped = torch.where(keep, x / (1.0 - p), torch.zeros_like(x))
         return torch.where(self.noisy, dropped, x)
+
+    def guesses_after(self, cycle: int) -> bool:
+        """Whether the trajectories guess once ``cycle`` cycles have run."""
+        return bool(self.diversity.guess_cycle) and cycle == self.diversity.guess_cycle
+
+    def guess(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The (R, S) input tokens with one guessed digit in every noisy row (see
+        :func:`doubtful_guesses`); ``logits`` (R, S, V) are the readout of the cycle just run."""
+        assert self.samples is not None and self.blank is not None  # checked in __init__
+        return doubtful_guesses(tokens, logits, self.samples, self.blank)
+
+
+def doubtful_guesses(
+    tokens: torch.Tensor, logits: torch.Tensor, samples: int, blank: int
+) -> torch.Tensor:
+    """Give trajectory k >= 1 of each puzzle one guessed digit, from trajectory 0's doubt.
+
+    Trajectory 0's answer probabilities rank the puzzle's blank cells by the probability of
+    their second most likely token; trajectories 2j + 1 and 2j + 2 write the two most likely
+    tokens of the j-th most doubtful cell into their input. A puzzle with fewer blank cells
+    than pairs leaves the remaining trajectories as they are.
+
+    Args:
+        tokens: (B * K, S) input tokens, puzzle-major, trajectory 0 of each puzzle first.
+        logits: (B * K, S, V) answer logits of the same rows.
+        samples: K, trajectories per puzzle.
+        blank: the input token of a blank cell (never guessed as an answer).
+
+    Returns:
+        New (B * K, S) tokens; trajectory 0 of every puzzle unchanged.
+    """
+    R, S = tokens.shape
+    K = samples
+    if K == 1:
+        return tokens
+    B = R // K
+    lead = tokens[::K]  # (B, S)
+    probs = torch.softmax(logits[::K].float(), dim=-1)  # (B, S, V)
+    probs[..., blank] = -1.0  # a guess is never the blank
+    top = probs.topk(2, dim=-1)  # (B, S, 2)
+    doubt = top.values[..., 1].masked_fill(lead != blank, -2.0)  # givens are never guessed
+    pairs = min(K // 2, S)
+    doubt_best, cells = doubt.topk(pairs, dim=-1)  # (B, P), most doubtful first
+    digits = top.indices.gather(1, cells.unsqueeze(-1).expand(-1, -1, 2))  # (B, P, 2)
+    k = torch.arange(1, K, device=tokens.device)  # the guessing trajectories
+    j = torch.clamp((k - 1) // 2, max=pairs - 1)  # (K - 1,) pair index
+    cell = cells[:, j]  # (B, K - 1)
+    digit = digits[:, j, (k - 1) % 2]  # (B, K - 1)
+    usable = (doubt_best[:, j] > -2.0) & ((k - 1) // 2 < pairs)  # a blank cell to guess
+    out = tokens.view(B, K, S).clone()
+    guessing = out[:, 1:]  # (B, K - 1, S) view
+    current = guessing.gather(2, cell.unsqueeze(-1)).squeeze(-1)
+    written = torch.where(usable, digit.to(tokens.dtype), current)
+    guessing.scatter_(2, cell.unsqueeze(-1), written.unsqueeze(-1))
+    return out.view(R, S)
 
 
 class HaltTracker:
@@ -243,18 +338,20 @@ def run_trajectories(
     seed: int = 0,
     max_segments: int | None = None,
     use_q: bool = True,
+    blank: int | None = None,
 ) -> Trajectories:
     """Run ``samples`` trajectories of every puzzle of ``tokens`` (B, S) as one batch.
 
     Each halts by its Q head (``use_q``) or runs to the limit; the run stops as soon as every
-    trajectory has halted.
+    trajectory has halted. ``blank``: the task's blank input token (``Task.blank_token``),
+    needed by guesses only.
     """
     from hrm_agent.evaluate import iterate_cycles
 
     samples = check_samples(samples)
     segments = model.config.max_segments if max_segments is None else int(max_segments)
     rows = repeat_rows(tokens, samples)
-    noise = make_noise(diversity, tokens.shape[0], samples, seed, rows.device)
+    noise = make_noise(diversity, tokens.shape[0], samples, seed, rows.device, blank)
     n_cycles = segments * model.config.h_cycles
     tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles, use_q)
     for r in iterate_cycles(model, rows, segments, noise=noise):
@@ -272,13 +369,25 @@ def check_samples(samples: Any) -> int:
 
 
 def make_noise(
-    diversity: Diversity | None, batch: int, samples: int, seed: int, device: torch.device
+    diversity: Diversity | None,
+    batch: int,
+    samples: int,
+    seed: int,
+    device: torch.device,
+    blank: int | None = None,
 ) -> TrajectoryNoise | None:
-    """The noise of ``samples`` trajectories per puzzle (None for one, or with no source on)."""
+    """The noise of ``samples`` trajectories per puzzle (None for one, or with no source on).
+
+    ``blank``: the task's blank input token; guesses on a task without one raise ValueError.
+    """
     diversity = DEFAULT_DIVERSITY if diversity is None else diversity
+    if diversity.guess_cycle and blank is None:
+        raise ValueError(
+            "guesses (guess_cycle) need a task with blank cells (Sudoku); this one has none"
+        )
     if samples == 1 or not diversity.active:
         return None
-    return TrajectoryNoise.for_samples(diversity, batch, samples, seed, device)
+    return TrajectoryNoise.for_samples(diversity, batch, samples, seed, device, blank)
 
 
 def select(trajectories: Trajectories, rule: str, valid: np.ndarray | None = None) -> np.ndarray:
@@ -339,8 +448,9 @@ def rule_accuracy(
 
 
 # ---------------------------------------------------------------------- command line
-def add_diversity_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--samples``, ``--seed`` and the diversity flags (shared by ``hrm eval`` and ``watch``)."""
+def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = True) -> None:
+    """``--samples``, ``--seed`` and the diversity flags (shared by ``hrm eval`` and ``watch``;
+    ``--guess-cycle`` only with ``guesses``: the envs behind ``watch`` do not guess)."""
     parser.add_argument(
         "--samples",
         type=int,
@@ -363,6 +473,15 @@ def add_diversity_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dropout probability on the injected input, afresh every cycle",
     )
+    if guesses:
+        parser.add_argument(
+            "--guess-cycle",
+            type=int,
+            default=None,
+            help="after this many cycles every trajectory but the first writes one guessed "
+            "digit into its input: the two likeliest digits of the blank cells the model "
+            "doubts most (Sudoku)",
+        )
 
 
 def diversity_from_args(args: argparse.Namespace) -> Diversity:
@@ -373,6 +492,8 @@ def diversity_from_args(args: argparse.Namespace) -> Diversity:
         "init_sigma": args.init_noise,
         "input_dropout": args.input_dropout,
     }
-    if all(v is None for v in given.values()):
+    guess = getattr(args, "guess_cycle", None)
+    if all(v is None for v in given.values()) and guess is None:
         return DEFAULT_DIVERSITY
-    return Diversity(**{k: float(v) for k, v in given.items() if v is not None})
+    floats = {k: float(v) for k, v in given.items() if v is not None}
+    return Diversity(**floats, **({} if guess is None else {"guess_cycle": guess}))

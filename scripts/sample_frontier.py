@@ -4,7 +4,7 @@ Two steps, each writing JSON (and the second a CSV and a PNG) to ``--out``:
 
 ``sources``: which noise makes useful trajectories. On the first ``--n`` puzzles of a set,
 K trajectories per puzzle at the model's cycle limit, for each source and size in
-``--carry``, ``--init`` and ``--dropout``; every selection rule's exact accuracy. The best
+``--carry``, ``--init``, ``--dropout`` and ``--guess`` (guess cycles); every selection rule's exact accuracy. The best
 source is the one whose model-own ``q`` rule scores highest (ties: pass@K).
 
 ``frontier``: for each set, one run of ``max(--samples)`` trajectories at the model's limit
@@ -46,6 +46,8 @@ from hrm_agent.sampling import (
 )
 from hrm_env.puzzles.tasks import PuzzleBatch, get_task
 
+BLANK = get_task("sudoku").blank_token
+
 LABELS = {
     "q": "highest q_halt (model)",
     "first": "first to halt (model)",
@@ -78,7 +80,7 @@ def trajectories_of(
     parts = []
     for lo in range(0, len(puzzles), batch_size):
         tokens = torch.from_numpy(puzzles.inputs[lo : lo + batch_size].astype(np.int64))
-        parts.append(run_trajectories(model, tokens, samples, diversity, seed + lo))
+        parts.append(run_trajectories(model, tokens, samples, diversity, seed + lo, blank=BLANK))
     return Trajectories.concat(parts)
 
 
@@ -129,6 +131,7 @@ def run_sources(args: argparse.Namespace, model: Any) -> None:
         [Diversity(carry_sigma=s) for s in _floats(args.carry)]
         + [Diversity(init_sigma=s) for s in _floats(args.init)]
         + [Diversity(input_dropout=p) for p in _floats(args.dropout)]
+        + [Diversity(guess_cycle=g) for g in _ints(args.guess)]
     )
     rows = []
     for diversity in configs:
@@ -168,6 +171,8 @@ def run_frontier(args: argparse.Namespace, model: Any) -> None:
     if args.best:
         best = json.loads(Path(args.best).read_text())["best"]
         diversity = Diversity(**best["diversity"])
+    elif args.guess_cycle:
+        diversity = Diversity(guess_cycle=args.guess_cycle)
     else:
         diversity = Diversity(carry_sigma=args.sigma)
     ks = _ints(args.samples)
@@ -276,8 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--carry", default="0.1,0.3,1", help="carry-noise sigmas to compare")
     parser.add_argument("--init", default="0.3,1,3", help="initial-state sigmas to compare")
     parser.add_argument("--dropout", default="0.05,0.15,0.3", help="input-dropout rates")
+    parser.add_argument("--guess", default="", help="guess cycles to compare (sources)")
     parser.add_argument("--best", default=None, help="sources.json whose best source to use")
     parser.add_argument("--sigma", type=float, default=0.3, help="carry sigma without --best")
+    parser.add_argument(
+        "--guess-cycle", type=int, default=0, help="frontier: guesses at this cycle, not noise"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="puzzles per batch (default: 16 rows)"

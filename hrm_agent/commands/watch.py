@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     from hrm_agent.sampling import add_diversity_arguments
 
-    add_diversity_arguments(parser)
+    add_diversity_arguments(parser, guesses=False)
     parser.add_argument(
         "--threads",
         type=int,
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         residuals=args.residuals,
         samples=args.samples,
-        diversity=dataclasses.asdict(diversity),
+        # The envs take the noise sources; guesses are for hrm eval and solve only.
+        diversity={k: v for k, v in dataclasses.asdict(diversity).items() if k != "guess_cycle"},
         **kwargs,
     )

@@ -85,6 +85,9 @@ class Task:
             evaluation and environments, never for training.
         test_sets: names of the bundled test sets ``test_set(name)`` gives besides the default
             one (``hrm eval --data NAME`` takes them).
+        blank_token: the input token of a cell the puzzle leaves for the solver to fill with
+            an answer token (Sudoku's blank, 0), so that a guessed answer can be written into
+            the input as if it were given; None when the task has no such cells.
     """
 
     name: str
@@ -98,6 +101,7 @@ class Task:
     aux_targets: Mapping[str, int] = MappingProxyType({})
     test_tiers: tuple[str, ...] = ()
     test_sets: tuple[str, ...] = ()
+    blank_token: int | None = None
 
     def check_difficulty(self, difficulty: str | None) -> str:
         """Return the tier to use, raising ``ValueError`` for an unknown one."""
@@ -236,6 +240,7 @@ class SudokuTask(Task):
         self.test_tiers = tuple(sudoku.TEST_TIERS) if size == 9 else ()
         # "extreme" names the default (hardest) bank, so it can be asked for by name too.
         self.test_sets = ("extreme", *sudoku.TEST_TIERS) if size == 9 else ()
+        self.blank_token = 0
 
     def sample(
         self, rng: np.random.Generator, n: int, difficulty: str | None = None

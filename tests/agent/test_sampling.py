@@ -15,6 +15,7 @@ from hrm_agent.sampling import (
     RULES,
     Diversity,
     Trajectories,
+    doubtful_guesses,
     run_trajectories,
     select,
 )
@@ -59,11 +60,11 @@ def plain_run(model, tokens):
     return answers, q_at
 
 
-@pytest.mark.parametrize("diversity", SOURCES)
+@pytest.mark.parametrize("diversity", [*SOURCES, Diversity(guess_cycle=2)])
 def test_one_sample_is_the_plain_model_bit_for_bit(model, diversity):
     tokens = tokens_of(12)
     answers, q_halt = plain_run(model, tokens)
-    t = run_trajectories(model, tokens, samples=1, diversity=diversity, seed=3)
+    t = run_trajectories(model, tokens, samples=1, diversity=diversity, seed=3, blank=0)
     np.testing.assert_array_equal(t.answers[:, 0], answers)
     np.testing.assert_array_equal(t.q_halt[:, 0], q_halt)  # exact, not close
 
@@ -96,6 +97,63 @@ def test_k_trajectories_run_as_one_batch(model):
     model.cycle = counting
     run_trajectories(model, tokens_of(3), samples=5, diversity=SOURCES[0], use_q=False)
     assert sizes == [15] * model.config.max_cycles  # 3 puzzles x 5 rows, once per cycle
+
+
+def test_guesses_take_the_two_likeliest_digits_of_the_most_doubtful_blank_cells():
+    # Two puzzles of 4 cells, K = 5: trajectory 0 clean, then two pairs of guesses.
+    tokens = torch.tensor([[0, 0, 3, 0], [1, 0, 2, 4]]).repeat_interleave(5, dim=0)
+    probs = torch.full((10, 4, 5), 1e-4)  # tokens 0..4, token 0 the blank
+    lead = {
+        0: [(1, 0.5, 2, 0.4), (2, 0.9, 4, 0.1), (3, 0.5, 1, 0.5), (1, 0.7, 4, 0.3)],
+        1: [(1, 1.0, 2, 0.0), (3, 0.6, 4, 0.4), (2, 0.6, 1, 0.4), (4, 1.0, 3, 0.0)],
+    }
+    for b, cells in lead.items():
+        for c, (d1, p1, d2, p2) in enumerate(cells):
+            probs[b * 5, c, d1], probs[b * 5, c, d2] = p1, p2
+    probs[1:5] = 0.25  # the other rows' beliefs are not read
+    out = doubtful_guesses(tokens, probs.log(), samples=5, blank=0)
+    a, b = out.view(2, 5, 4)
+    # Puzzle 0: blanks 0, 1, 3; doubt (2nd choice) 0.4, 0.1, 0.3, so cell 0 then cell 3.
+    assert a.tolist() == [[0, 0, 3, 0], [1, 0, 3, 0], [2, 0, 3, 0], [0, 0, 3, 1], [0, 0, 3, 4]]
+    # Puzzle 1: one blank (cell 1): its pair, then nothing left to guess; givens untouched
+    # although cell 2's given is the most "doubted" cell of the readout.
+    assert b.tolist() == [[1, 0, 2, 4], [1, 3, 2, 4], [1, 4, 2, 4], [1, 0, 2, 4], [1, 0, 2, 4]]
+
+
+def test_guessing_trajectories_read_one_more_given_after_the_guess_cycle(model):
+    tokens = tokens_of(3)
+    seen = []
+    cycle = model.cycle
+
+    def recording(carry, x, rows=None):
+        seen.append((x.clone(), None if rows is None else rows.clone()))
+        return cycle(carry, x, rows)
+
+    model.cycle = recording
+    guess = Diversity(guess_cycle=2)
+    t = run_trajectories(model, tokens, 3, guess, use_q=False, blank=0)
+    model.cycle = cycle
+    x_plain = model.embed(tokens.repeat_interleave(3, dim=0))
+    for i, (x, _) in enumerate(seen):
+        changed = (x != x_plain).any(-1)[:, 1:]  # (R, S) cells whose injection differs
+        if i < 2:
+            assert not changed.any()  # the guess comes after 2 cycles
+        else:
+            per_row = changed.sum(-1).view(3, 3)
+            assert per_row[:, 0].eq(0).all() and per_row[:, 1:].eq(1).all()
+            assert (tokens.numpy()[changed.view(3, 3, -1)[:, 1:].any(1).numpy()] == 0).all()
+    # Trajectory 0 is the plain model; the run is deterministic.
+    plain_full = run_trajectories(model, tokens, 1, use_q=False)
+    np.testing.assert_array_equal(t.answers[:, 0], plain_full.answers[:, 0])
+    again = run_trajectories(model, tokens, 3, guess, use_q=False, blank=0)
+    np.testing.assert_array_equal(again.answers, t.answers)
+    # A task without blank cells cannot guess: a clear error, before any work.
+    with pytest.raises(ValueError, match="guesses .guess_cycle. need a task with blank cells"):
+        run_trajectories(model, tokens, 3, guess)
+    from hrm_agent.api import solve
+
+    with pytest.raises(ValueError, match="need a task with blank cells, not 'maze'"):
+        solve(np.zeros((1, 900), np.uint8), task="maze", samples=2, diversity=guess)
 
 
 def synthetic() -> Trajectories:
@@ -178,6 +236,10 @@ def test_hrm_eval_reports_each_rule_in_json(mini_checkpoint, capsys):  # noqa: F
     assert "rule checker (pass@K, bound)" in capsys.readouterr().out
     assert main([*argv[:-1], "--input-dropout", "1.5"]) == 2
     assert "input_dropout must lie in [0, 1)" in capsys.readouterr().err
+    assert main([*argv[:-3], "--guess-cycle", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"]["diversity"] == "guess at cycle 2"
+    assert main([*argv[:-3], "--guess-cycle", "-1"]) == 2
+    assert "guess_cycle must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_the_env_reports_the_chosen_trajectory_seeded(model):
