@@ -172,7 +172,7 @@ def run_frontier(args: argparse.Namespace, model: Any) -> None:
         best = json.loads(Path(args.best).read_text())["best"]
         diversity = Diversity(**best["diversity"])
     elif args.guess_cycle:
-        diversity = Diversity(guess_cycle=args.guess_cycle)
+        diversity = Diversity(carry_sigma=args.sigma, guess_cycle=args.guess_cycle)
     else:
         diversity = Diversity(carry_sigma=args.sigma)
     ks = _ints(args.samples)
@@ -285,7 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--best", default=None, help="sources.json whose best source to use")
     parser.add_argument("--sigma", type=float, default=0.3, help="carry sigma without --best")
     parser.add_argument(
-        "--guess-cycle", type=int, default=0, help="frontier: guesses at this cycle, not noise"
+        "--guess-cycle",
+        type=int,
+        default=0,
+        help="frontier: guesses at this cycle, with carry noise --sigma (0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument(
