@@ -128,11 +128,9 @@ class TrajectoryNoise:
         diversity: the sources and their sizes.
         noisy: (R,) bool, the rows that get noise.
         generator: the only source of randomness (on the rows' device).
-
-
-    Guesses (``diversity.guess_cycle``) also need ``samples``, the rows are then puzzle-major
-    groups of that many with the clean trajectory first, and ``blank``, the input token of a
-    blank cell (see :meth:`for_samples`).
+        samples: K, when the rows are puzzle-major groups of K with the clean trajectory
+            first (:meth:`for_samples`); needed by guesses only.
+        blank: the task's blank input token; needed by guesses only.
     """
 
     def __init__(

@@ -4,8 +4,9 @@ Two steps, each writing JSON (and the second a CSV and a PNG) to ``--out``:
 
 ``sources``: which noise makes useful trajectories. On the first ``--n`` puzzles of a set,
 K trajectories per puzzle at the model's cycle limit, for each source and size in
-``--carry``, ``--init``, ``--dropout`` and ``--guess`` (guess cycles); every selection rule's exact accuracy. The best
-source is the one whose model-own ``q`` rule scores highest (ties: pass@K).
+``--carry``, ``--init``, ``--dropout`` and ``--guess`` (guess cycles); every selection rule's
+exact accuracy. The best source is the one whose model-own ``q`` rule scores highest (ties:
+pass@K).
 
 ``frontier``: for each set, one run of ``max(--samples)`` trajectories at the model's limit
 (the rules at smaller K read off its first K trajectories, a K-sample of its own), and one
@@ -171,10 +172,8 @@ def run_frontier(args: argparse.Namespace, model: Any) -> None:
     if args.best:
         best = json.loads(Path(args.best).read_text())["best"]
         diversity = Diversity(**best["diversity"])
-    elif args.guess_cycle:
+    else:  # --guess-cycle 0 is no guesses
         diversity = Diversity(carry_sigma=args.sigma, guess_cycle=args.guess_cycle)
-    else:
-        diversity = Diversity(carry_sigma=args.sigma)
     ks = _ints(args.samples)
     limits = _ints(args.cycles)
     C = model.config.max_cycles
