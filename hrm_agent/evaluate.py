@@ -110,9 +110,10 @@ def iterate_cycles(
                 start = noise.perturb(carry) if index else carry
                 carry = model.cycle(start, noise.inject(x), tokens)
             out = model.readout(carry, tokens)
-            if noise is not None and noise.guesses_after(index + 1):
+            level = None if noise is None else noise.guess_level(index + 1)
+            if level is not None:
                 # Later cycles read the guessed digits as givens (the readout above did not).
-                tokens = noise.guess(tokens, out.logits)
+                tokens = noise.guess(tokens, out.logits, level)
                 x = model.embed(tokens)
             yield CycleReadout(
                 cycle=index + 1,
@@ -249,6 +250,7 @@ def evaluate(
     samples: int = 1,
     diversity: Diversity | None = None,
     seed: int = 0,
+    first_index: int = 0,
 ) -> EvalResult:
     """Run every puzzle through all cycles and score it after each one.
 
@@ -267,6 +269,9 @@ def evaluate(
             model's), ``rules`` scores the selection rules over all of them.
         diversity: their noise (default ``sampling.DEFAULT_DIVERSITY``).
         seed: seed of the noise (same seed and batch size, same answers).
+        first_index: the position of ``batch``'s first puzzle in a larger set it is a shard
+            of: the noise of each batch is seeded by its position in that set, so shards
+            that start at multiples of ``batch_size`` give the answers of one whole run.
 
     Returns:
         The :class:`EvalResult`.
@@ -316,7 +321,8 @@ def evaluate(
             inputs, targets = batch.inputs[lo:hi], batch.targets[lo:hi]
             rows = repeat_rows(torch.from_numpy(inputs.astype(np.int64)).to(device), samples)
             # One seed per batch, from the seed and the batch's start: reproducible per batch.
-            batch_seed = int(np.random.SeedSequence([seed, lo]).generate_state(1)[0])
+            position = first_index + lo
+            batch_seed = int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
             noise = make_noise(diversity, hi - lo, samples, batch_seed, device, task.blank_token)
             tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles)
             for r in iterate_cycles(model, rows, segments, noise=noise):
@@ -425,6 +431,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N puzzles")
     parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="skip the first N puzzles (with --limit: a shard; its noise follows each "
+        "puzzle's position in the whole set, so shards run apart give one run's answers)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=DEFAULT_INFERENCE_THREADS,
@@ -457,6 +470,8 @@ def run(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.start < 0:
+        raise ValueError(f"--start must be >= 0, got {args.start}")
     if args.max_segments is not None and args.max_segments < 1:
         raise ValueError(f"--max-segments must be >= 1, got {args.max_segments}")
     diversity = diversity_from_args(args)
@@ -465,10 +480,10 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(task.name, args.checkpoint, args.device)
     set_inference_threads(args.threads, model.device, "--threads")
     data = task.eval_data(args.data)
-    if args.limit is not None:
-        data = data[: args.limit]
+    total = len(data)
+    data = data[args.start : None if args.limit is None else args.start + args.limit]
     if len(data) == 0:
-        raise ValueError("no puzzles to evaluate")
+        raise ValueError(f"no puzzles to evaluate (the set has {total}, --start {args.start})")
     show_progress = not args.no_progress and sys.stderr.isatty()
     result = evaluate(
         model,
@@ -480,9 +495,11 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         diversity=diversity,
         seed=args.seed,
+        first_index=args.start,
     )
     summary = result.to_json(args.halt)
     summary["data"] = "test set" if args.data is None else str(args.data)
+    summary["start"] = args.start
     summary["checkpoint"] = (
         str(shipped_checkpoint(task.name)) if args.checkpoint is None else str(args.checkpoint)
     )

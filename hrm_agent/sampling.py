@@ -19,6 +19,16 @@ and the injected input; the model itself is untouched):
   the next, and so on. One of a pair is right whenever the answer is among the cell's two
   best, and a right given can unlock what propagation alone does not. Tasks with blank cells
   only (Sudoku).
+* ``guess_depth`` (with ``guess_cycle``): a tree of guesses instead of one. At levels
+  ``0 .. depth - 1``, after cycles ``guess_cycle + level * guess_every``, the guessing
+  trajectories split in two halves: the first half writes the most likely digit of its
+  group's most doubtful cell, the second half the second most likely, and each half is a
+  group of its own at the next level. A group's doubt is read from its first trajectory
+  (trajectory 0 at level 0), which holds the group's guesses so far, so every level guesses
+  in the light of the ones before it. At the last level a group spreads over its most
+  doubtful cells in pairs, as a single guess does; depth 1 is the single guess above.
+  Where one right given rarely suffices, a path of several right givens does (K = 16: 15
+  guessing trajectories, a tree of depth 4 ends in 15 leaves).
 
 A puzzle's K trajectories are K consecutive rows of one batch (``B * K`` rows, puzzle-major).
 Trajectory 0 of every puzzle always runs without noise, so ``samples=1`` is exactly the
@@ -81,11 +91,21 @@ class Diversity:
     """Probability of zeroing an entry of the injected input, afresh every cycle."""
     guess_cycle: int = 0
     """Cycles after which each noisy trajectory fixes one guessed digit (0: never)."""
+    guess_depth: int = 1
+    """Levels of the tree of guesses (1: one guess per trajectory); needs ``guess_cycle``."""
+    guess_every: int = 4
+    """Cycles between two levels of the tree of guesses."""
 
     def __post_init__(self) -> None:
-        g = self.guess_cycle
-        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0:
-            raise ValueError(f"guess_cycle must be an integer >= 0, got {g!r}")
+        for name, low in (("guess_cycle", 0), ("guess_depth", 1), ("guess_every", 1)):
+            g = getattr(self, name)
+            if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {g!r}")
+        if self.guess_depth > 1 and not self.guess_cycle:
+            raise ValueError(
+                f"guess_depth {self.guess_depth} needs guess_cycle > 0 (the cycle of the "
+                "first guess); guess_cycle 0 turns guessing off"
+            )
         for name in ("carry_sigma", "init_sigma"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -107,11 +127,21 @@ class Diversity:
                 ("carry", self.carry_sigma),
                 ("init", self.init_sigma),
                 ("dropout", self.input_dropout),
-                ("guess at cycle", self.guess_cycle),
             )
             if value
         ]
+        if self.guess_cycle:
+            parts.append(f"guess at cycle {self.guess_cycle}")
+        if self.guess_depth > 1:
+            parts[-1] += f" (tree of depth {self.guess_depth}, every {self.guess_every})"
         return " + ".join(parts) or "none"
+
+    def guess_level(self, cycle: int) -> int | None:
+        """The level of the tree of guesses taken after ``cycle`` cycles, else None."""
+        if not self.guess_cycle or cycle < self.guess_cycle:
+            return None
+        level, rest = divmod(cycle - self.guess_cycle, self.guess_every)
+        return level if rest == 0 and level < self.guess_depth else None
 
 
 #: The source ``samples > 1`` uses when none is given: the best of those compared by
@@ -196,32 +226,76 @@ class TrajectoryNoise:
         dropped = torch.where(keep, x / (1.0 - p), torch.zeros_like(x))
         return torch.where(self.noisy, dropped, x)
 
-    def guesses_after(self, cycle: int) -> bool:
-        """Whether the trajectories guess once ``cycle`` cycles have run."""
-        return bool(self.diversity.guess_cycle) and cycle == self.diversity.guess_cycle
+    def guess_level(self, cycle: int) -> int | None:
+        """The level of the tree of guesses the trajectories take once ``cycle`` cycles have
+        run, else None (see :meth:`Diversity.guess_level`)."""
+        return self.diversity.guess_level(cycle)
 
-    def guess(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The (R, S) input tokens with one guessed digit in every noisy row (see
+    def guess(self, tokens: torch.Tensor, logits: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """The (R, S) input tokens with one more guessed digit in every noisy row (see
         :func:`doubtful_guesses`); ``logits`` (R, S, V) are the readout of the cycle just run."""
         assert self.samples is not None and self.blank is not None  # checked in __init__
-        return doubtful_guesses(tokens, logits, self.samples, self.blank)
+        depth = self.diversity.guess_depth
+        return doubtful_guesses(tokens, logits, self.samples, self.blank, level, depth)
+
+
+def guess_plan(samples: int, depth: int) -> np.ndarray:
+    """Who guesses what at each level of a tree of guesses over one puzzle's K trajectories.
+
+    Trajectories ``1 .. K - 1`` start as one group. At a level before the last, a group's
+    first ``ceil(n / 2)`` trajectories take digit 0 (the most likely) of the group's most
+    doubtful cell and the rest digit 1 (the second), and the two halves go on as groups. At
+    the last level, the i-th trajectory of a group takes digit ``i % 2`` of the group's
+    ``i // 2``-th most doubtful cell. A group reads its doubt from its first trajectory
+    (trajectory 0, the clean one, at level 0).
+
+    Returns:
+        (depth, K, 3) int64: for each level and trajectory, the trajectory whose answer
+        ranks the cells, the cell's rank (0 = most doubtful) and the digit's rank; -1 in
+        every column for trajectory 0, which never guesses.
+    """
+    plan = np.full((depth, samples, 3), -1, dtype=np.int64)
+    groups = [(1, samples)] if samples > 1 else []
+    for level in range(depth):
+        halves = []
+        for lo, hi in groups:
+            reader = 0 if level == 0 else lo
+            if level < depth - 1:
+                mid = lo + (hi - lo + 1) // 2
+                for k in range(lo, hi):
+                    plan[level, k] = (reader, 0, int(k >= mid))
+                halves += [(lo, mid), (mid, hi)] if mid < hi else [(lo, mid)]
+            else:
+                for k in range(lo, hi):
+                    plan[level, k] = (reader, (k - lo) // 2, (k - lo) % 2)
+        groups = halves
+    return plan
 
 
 def doubtful_guesses(
-    tokens: torch.Tensor, logits: torch.Tensor, samples: int, blank: int
+    tokens: torch.Tensor,
+    logits: torch.Tensor,
+    samples: int,
+    blank: int,
+    level: int = 0,
+    depth: int = 1,
 ) -> torch.Tensor:
-    """Give trajectory k >= 1 of each puzzle one guessed digit, from trajectory 0's doubt.
+    """Give every trajectory k >= 1 of each puzzle one more guessed digit, from the doubt of
+    its group (:func:`guess_plan`).
 
-    Trajectory 0's answer probabilities rank the puzzle's blank cells by the probability of
-    their second most likely token; trajectories 2j + 1 and 2j + 2 write the two most likely
-    tokens of the j-th most doubtful cell into their input. A puzzle with fewer blank cells
-    than pairs leaves the remaining trajectories as they are.
+    A trajectory's answer probabilities rank its blank cells by the probability of their
+    second most likely token (the cells it doubts most between two tokens). With ``depth``
+    1, trajectories 2j + 1 and 2j + 2 write the two most likely tokens of trajectory 0's j-th
+    most doubtful cell into their input; deeper trees split in halves first. A cell rank
+    beyond the blank cells left leaves the trajectory as it is.
 
     Args:
         tokens: (B * K, S) input tokens, puzzle-major, trajectory 0 of each puzzle first.
         logits: (B * K, S, V) answer logits of the same rows.
         samples: K, trajectories per puzzle.
         blank: the input token of a blank cell (never guessed as an answer).
+        level: the level of the tree this guess is (0 .. depth - 1).
+        depth: the tree's levels.
 
     Returns:
         New (B * K, S) tokens; trajectory 0 of every puzzle unchanged.
@@ -231,20 +305,22 @@ def doubtful_guesses(
     if K == 1:
         return tokens
     B = R // K
-    lead = tokens[::K]  # (B, S)
-    probs = torch.softmax(logits[::K].float(), dim=-1)  # (B, S, V)
+    plan = torch.from_numpy(guess_plan(K, depth)[level, 1:]).to(tokens.device)  # (K - 1, 3)
+    reader, rank, choice = plan.unbind(-1)
+    grouped = tokens.view(B, K, S)
+    probs = torch.softmax(logits.view(B, K, S, -1)[:, reader].float(), dim=-1)  # (B, K-1, S, V)
     probs[..., blank] = -1.0  # a guess is never the blank
-    top = probs.topk(2, dim=-1)  # (B, S, 2)
-    doubt = top.values[..., 1].masked_fill(lead != blank, -2.0)  # givens are never guessed
-    pairs = min(K // 2, S)
-    doubt_best, cells = doubt.topk(pairs, dim=-1)  # (B, P), most doubtful first
-    digits = top.indices.gather(1, cells.unsqueeze(-1).expand(-1, -1, 2))  # (B, P, 2)
-    k = torch.arange(1, K, device=tokens.device)  # the guessing trajectories
-    j = torch.clamp((k - 1) // 2, max=pairs - 1)  # (K - 1,) pair index
-    cell = cells[:, j]  # (B, K - 1)
-    digit = digits[:, j, (k - 1) % 2]  # (B, K - 1)
-    usable = (doubt_best[:, j] > -2.0) & ((k - 1) // 2 < pairs)  # a blank cell to guess
-    out = tokens.view(B, K, S).clone()
+    top = probs.topk(2, dim=-1)  # (B, K - 1, S, 2)
+    read = grouped[:, reader]  # (B, K - 1, S): the reader's tokens, its guesses included
+    doubt = top.values[..., 1].masked_fill(read != blank, -2.0)  # givens are never guessed
+    ranks = min(int(rank.max()) + 1, S)
+    doubt_best, cells = doubt.topk(ranks, dim=-1)  # (B, K - 1, ranks), most doubtful first
+    at = rank.clamp(max=ranks - 1).view(1, -1, 1).expand(B, -1, 1)
+    cell = cells.gather(2, at).squeeze(-1)  # (B, K - 1)
+    usable = (doubt_best.gather(2, at).squeeze(-1) > -2.0) & (rank < S)  # a blank to guess
+    digits = top.indices.gather(2, cell.view(B, -1, 1, 1).expand(-1, -1, 1, 2)).squeeze(2)
+    digit = digits.gather(2, choice.view(1, -1, 1).expand(B, -1, 1)).squeeze(-1)  # (B, K - 1)
+    out = grouped.clone()
     guessing = out[:, 1:]  # (B, K - 1, S) view
     current = guessing.gather(2, cell.unsqueeze(-1)).squeeze(-1)
     written = torch.where(usable, digit.to(tokens.dtype), current)
@@ -480,6 +556,21 @@ def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = Tru
             "digit into its input: the two likeliest digits of the blank cells the model "
             "doubts most (Sudoku)",
         )
+        parser.add_argument(
+            "--guess-depth",
+            type=int,
+            default=None,
+            help="with --guess-cycle: a tree of this many guesses per trajectory, each level "
+            "splitting its trajectories between the two likeliest digits of their most "
+            "doubtful cell (default 1: one guess)",
+        )
+        parser.add_argument(
+            "--guess-every",
+            type=int,
+            default=None,
+            help=f"cycles between two levels of the tree of guesses (default "
+            f"{Diversity.guess_every})",
+        )
 
 
 def diversity_from_args(args: argparse.Namespace) -> Diversity:
@@ -490,8 +581,11 @@ def diversity_from_args(args: argparse.Namespace) -> Diversity:
         "init_sigma": args.init_noise,
         "input_dropout": args.input_dropout,
     }
-    guess = getattr(args, "guess_cycle", None)
-    if all(v is None for v in given.values()) and guess is None:
+    guesses = {
+        name: getattr(args, name, None) for name in ("guess_cycle", "guess_depth", "guess_every")
+    }
+    guesses = {k: v for k, v in guesses.items() if v is not None}
+    if all(v is None for v in given.values()) and not guesses:
         return DEFAULT_DIVERSITY
     floats = {k: float(v) for k, v in given.items() if v is not None}
-    return Diversity(**floats, **({} if guess is None else {"guess_cycle": guess}))
+    return Diversity(**floats, **guesses)

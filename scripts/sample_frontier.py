@@ -18,6 +18,8 @@ read off the same run). x = K x cycles per trajectory, the cycle budget per puzz
     python scripts/sample_frontier.py frontier --data hard.csv,extreme-mix,extreme --n 200 \\
         --samples 1,2,4,8,16 --cycles 16,32,64,128 --best runs/samples/sources.json \\
         --out runs/samples
+    python scripts/sample_frontier.py frontier --guess-cycle 8 --guess-depth 5 --guess-every 8 \\
+        --sigma 0.3 --out runs/tree   # a tree of guesses with carry noise
 """
 
 from __future__ import annotations
@@ -173,7 +175,12 @@ def run_frontier(args: argparse.Namespace, model: Any) -> None:
         best = json.loads(Path(args.best).read_text())["best"]
         diversity = Diversity(**best["diversity"])
     else:  # --guess-cycle 0 is no guesses
-        diversity = Diversity(carry_sigma=args.sigma, guess_cycle=args.guess_cycle)
+        tree = {"guess_depth": args.guess_depth, "guess_every": args.guess_every}
+        diversity = Diversity(
+            carry_sigma=args.sigma,
+            guess_cycle=args.guess_cycle,
+            **(tree if args.guess_cycle else {}),
+        )
     ks = _ints(args.samples)
     limits = _ints(args.cycles)
     C = model.config.max_cycles
@@ -289,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="frontier: guesses at this cycle, with carry noise --sigma (0: none)",
     )
+    parser.add_argument("--guess-depth", type=int, default=1, help="frontier: levels of guesses")
+    parser.add_argument("--guess-every", type=int, default=4, help="frontier: cycles per level")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="puzzles per batch (default: 16 rows)"

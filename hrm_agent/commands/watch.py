@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         residuals=args.residuals,
         samples=args.samples,
         # The envs take the noise sources; guesses are for hrm eval and solve only.
-        diversity={k: v for k, v in dataclasses.asdict(diversity).items() if k != "guess_cycle"},
+        diversity={
+            k: v for k, v in dataclasses.asdict(diversity).items() if not k.startswith("guess_")
+        },
         **kwargs,
     )

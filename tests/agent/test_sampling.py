@@ -16,6 +16,7 @@ from hrm_agent.sampling import (
     Diversity,
     Trajectories,
     doubtful_guesses,
+    guess_plan,
     run_trajectories,
     select,
 )
@@ -156,6 +157,80 @@ def test_guessing_trajectories_read_one_more_given_after_the_guess_cycle(model):
         solve(np.zeros((1, 900), np.uint8), task="maze", samples=2, diversity=guess)
 
 
+def test_a_tree_of_guesses_gives_every_guessing_trajectory_its_own_path():
+    # K = 16, depth 4: 15 leaves, each a different sequence of choices; trajectory 0 never guesses.
+    plan = guess_plan(16, 4)
+    assert (plan[:, 0] == -1).all()
+    paths = {tuple(plan[:, k, 1:].ravel()) for k in range(1, 16)}
+    assert len(paths) == 15
+    # Levels before the last take the group's most doubtful cell, first half digit 0.
+    assert (plan[:3, 1:, 1] == 0).all()
+    assert plan[0, 1:, 2].tolist() == [0] * 8 + [1] * 7
+    assert plan[0, 1:, 0].tolist() == [0] * 15  # level 0 reads the clean trajectory
+    # Then each group reads its first trajectory.
+    assert plan[1, 1:, 0].tolist() == [1] * 8 + [9] * 7
+    assert plan[2, 1:, 0].tolist() == [1] * 4 + [5] * 4 + [9] * 4 + [13] * 3
+    # Depth 1 is the single guess: trajectory 0's j-th most doubtful cell, in pairs.
+    single = guess_plan(5, 1)[0, 1:]
+    assert single.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1]]
+
+
+def test_each_level_of_the_tree_reads_the_doubt_of_its_group():
+    # One puzzle of 4 blank cells, K = 5, depth 2: rows 1, 2 then 3, 4 are the two groups.
+    tokens = torch.zeros((5, 4), dtype=torch.int64)
+    probs = torch.full((5, 4, 5), 1e-4)
+    probs[0, :, 1], probs[0, :, 2] = 0.6, 0.1  # row 0: cell 2 the most doubtful (1 or 3)
+    probs[0, 2, 2], probs[0, 2, 3] = 1e-4, 0.4
+    first = doubtful_guesses(tokens, probs.log(), samples=5, blank=0, level=0, depth=2)
+    assert first[:, 2].tolist() == [0, 1, 1, 3, 3] and (first[:, [0, 1, 3]] == 0).all()
+    # Level 1: row 1 reads cell 0 as its doubt, row 3 cell 3; each group splits its cell.
+    probs = torch.full((5, 4, 5), 1e-4)
+    probs[1, :, 4] = 0.9
+    probs[1, 0, 4], probs[1, 0, 1], probs[1, 0, 2] = 0.5, 0.3, 0.2  # row 1: cell 0, digits 4, 1
+    probs[3, :, 2] = 0.9
+    probs[3, 3, 2], probs[3, 3, 4] = 0.55, 0.45  # row 3: cell 3, digits 2, 4
+    probs[3, 2, 2], probs[3, 2, 4] = 0.5, 0.5  # cell 2 is row 3's own given now: never guessed
+    probs[2], probs[4] = 0.2, 0.2  # the second row of a group is not read
+    second = doubtful_guesses(first, probs.log(), samples=5, blank=0, level=1, depth=2)
+    assert second.tolist() == [
+        [0, 0, 0, 0],
+        [4, 0, 1, 0],
+        [1, 0, 1, 0],
+        [0, 0, 3, 2],
+        [0, 0, 3, 4],
+    ]
+
+
+def test_the_tree_guesses_at_its_levels_and_only_there(model):
+    tree = Diversity(guess_cycle=2, guess_depth=3, guess_every=2)
+    assert [tree.guess_level(c) for c in range(1, 9)] == [None, 0, None, 1, None, 2, None, None]
+    assert Diversity(guess_cycle=2).guess_level(2) == 0 and Diversity().guess_level(2) is None
+    assert tree.label() == "guess at cycle 2 (tree of depth 3, every 2)"
+    with pytest.raises(ValueError, match="guess_depth 2 needs guess_cycle > 0"):
+        Diversity(guess_depth=2)
+    with pytest.raises(ValueError, match="guess_every must be an integer >= 1"):
+        Diversity(guess_cycle=2, guess_every=0)
+    tokens = tokens_of(3)
+    seen = []
+    cycle = model.cycle
+
+    def recording(carry, x, rows=None):
+        seen.append(None if rows is None else rows.clone())
+        return cycle(carry, x, rows)
+
+    model.cycle = recording
+    t = run_trajectories(model, tokens, 8, tree, use_q=False, blank=0)
+    model.cycle = cycle
+    rows = tokens.repeat_interleave(8, dim=0)
+    written = [(r != rows).sum(-1).view(3, 8) for r in seen]
+    for c, w in enumerate(written, start=1):
+        level_done = sum(1 for g in (2, 4, 6) if g < c)  # guesses read from the next cycle on
+        assert w[:, 0].eq(0).all()
+        assert w[:, 1:].eq(level_done).all(), (c, w)
+    plain = run_trajectories(model, tokens, 1, use_q=False)
+    np.testing.assert_array_equal(t.answers[:, 0], plain.answers[:, 0])
+
+
 def synthetic() -> Trajectories:
     # Puzzle 0: trajectories give answers A, B, B; q_halt highest on 0; trajectory 2 halts first.
     A, B = [1, 2], [2, 1]
@@ -240,6 +315,34 @@ def test_hrm_eval_reports_each_rule_in_json(mini_checkpoint, capsys):  # noqa: F
     assert json.loads(capsys.readouterr().out)["samples"]["diversity"] == "guess at cycle 2"
     assert main([*argv[:-3], "--guess-cycle", "-1"]) == 2
     assert "guess_cycle must be an integer >= 0" in capsys.readouterr().err
+    tree = ["--guess-cycle", "2", "--guess-depth", "2", "--guess-every", "3", "--json"]
+    assert main([*argv[:-3], *tree]) == 0
+    label = json.loads(capsys.readouterr().out)["samples"]["diversity"]
+    assert label == "guess at cycle 2 (tree of depth 2, every 3)"
+    assert main([*argv[:-3], "--guess-depth", "2"]) == 2
+    assert "guess_depth 2 needs guess_cycle > 0" in capsys.readouterr().err
+
+
+def test_shards_of_an_evaluation_give_the_answers_of_one_run(model, mini_checkpoint, capsys):  # noqa: F811
+    batch = mini_puzzles(6)
+    kw = dict(samples=3, diversity=SOURCES[0], seed=5, batch_size=2)
+    whole = evaluate(model, "sudoku-mini", batch, **kw).trajectories
+    shard = evaluate(model, "sudoku-mini", batch[2:6], first_index=2, **kw).trajectories
+    np.testing.assert_array_equal(shard.answers, whole.answers[2:6])
+    np.testing.assert_array_equal(shard.q_halt, whole.q_halt[2:6])
+    # Seeded by position, not by order: the shard read as a set of its own differs.
+    alone = evaluate(model, "sudoku-mini", batch[2:6], **kw).trajectories
+    assert not np.array_equal(alone.q_halt, shard.q_halt)
+    from hrm_agent.cli import main
+
+    argv = ["eval", "sudoku-mini", "--checkpoint", str(mini_checkpoint), "--json"]
+    assert main([*argv, "--start", "2", "--limit", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 3 and summary["start"] == 2
+    assert main([*argv, "--start", "-1"]) == 2
+    assert "--start must be >= 0" in capsys.readouterr().err
+    assert main([*argv, "--start", "100000"]) == 2
+    assert "no puzzles to evaluate" in capsys.readouterr().err
 
 
 def test_the_env_reports_the_chosen_trajectory_seeded(model):
