@@ -296,8 +296,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="frontier: guesses at this cycle, with carry noise --sigma (0: none)",
     )
-    parser.add_argument("--guess-depth", type=int, default=1, help="frontier: levels of guesses")
-    parser.add_argument("--guess-every", type=int, default=4, help="frontier: cycles per level")
+    parser.add_argument(
+        "--guess-depth", type=int, default=Diversity.guess_depth, help="frontier: levels of guesses"
+    )
+    parser.add_argument(
+        "--guess-every", type=int, default=Diversity.guess_every, help="frontier: cycles per level"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="puzzles per batch (default: 16 rows)"

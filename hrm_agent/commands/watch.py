@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from hrm_agent.cli import count_type, seed_type
 
@@ -53,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hrm_agent.devices import resolve_device
     from hrm_agent.sampling import diversity_from_args
+    from hrm_env.envs.reasoning import DIVERSITY_FIELDS
     from hrm_env.render.watch import watch
 
     diversity = diversity_from_args(args)
@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         residuals=args.residuals,
         samples=args.samples,
-        # The envs take the noise sources; guesses are for hrm eval and solve only.
-        diversity={
-            k: v for k, v in dataclasses.asdict(diversity).items() if not k.startswith("guess_")
-        },
+        # The envs take the noise sources (their own list); guesses are for eval and solve.
+        diversity={k: getattr(diversity, k) for k in DIVERSITY_FIELDS},
         **kwargs,
     )
