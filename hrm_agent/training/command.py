@@ -231,7 +231,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="std of Gaussian noise on the carry entering every segment after a puzzle's "
         "first, as --samples adds at inference (0 = off)",
     )
-    opt.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights (0 = off)")
+    opt.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="EMA decay of the weights, which are then evaluated and saved (0 = off; "
+        "default: the recipe's, else off)",
+    )
     run_group = parser.add_argument_group("run")
     run_group.add_argument(
         "--out-dir",
@@ -310,6 +316,7 @@ RECIPE_FLAGS = {
     "segment_weighting": "segment_weighting",
     "train_halting": "train_halting",
     "aux_weight": "aux_weight",
+    "ema": "ema",
     "eval_every": "eval_every",
     "eval_size": "eval_size",
     "eval_difficulty": "eval_difficulty",
@@ -357,7 +364,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         betas=(args.beta1, args.beta2),
         halt_exploration_prob=args.halt_exploration,
         carry_noise=args.carry_noise,
-        ema=args.ema,
         init_from=args.init_from,
         out_dir=args.out_dir or f"runs/{args.task}-{args.preset or 'recipe'}",
         seed=args.seed,

@@ -1267,6 +1267,8 @@ def test_maze_flags_reach_the_model_and_run_config():
     plain = parse("maze", "--preset", "tiny", "--mixer", "conv").model_config()
     assert plain.output_choices is None and plain.aux_target is None
     assert parse("maze", "--weight-decay", "0.2").weight_decay == 0.2  # a flag beats the recipe
+    assert recipe.ema > 0 and parse("maze", "--ema", "0").ema == 0.0  # so does --ema 0
+    assert parse("maze", "--preset", "tiny", "--mixer", "conv").ema == 0.0  # no recipe: off
     assert parse("maze", "--max-aggregation").model_config().max_aggregation == (1,)
     assert parse("maze", "--closed-walls").model_config().closed_walls == (1,)
     assert recipe.model_config().closed_walls is None
