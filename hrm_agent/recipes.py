@@ -105,6 +105,10 @@ RECIPES: dict[str, Recipe] = {
             "gradient": "last-cycle",
             # The output mask: an open cell decides path or not; walls, S and G are copied.
             "output_choices": _maze_output_choices(),
+            # Training only: a second head says, per cell, whether it is on some shortest
+            # path (maze-OP against maze-E and maze-E-s1, equal schedules).
+            "aux_target": "on-path",
+            "aux_classes": 2,
         },
         train={
             "difficulty": "easy:0.3,medium:0.4,hard:0.3",
@@ -125,7 +129,7 @@ RECIPES: dict[str, Recipe] = {
             "eval_every": 1500,
             "checkpoint_every": 250,
         },
-        source="docs/RESULTS.md, Mazes, Training-signal experiments (runs P, maze-L, maze-E)",
+        source="docs/RESULTS.md, Mazes, Training-signal experiments (runs P, maze-L, maze-E, maze-OP)",
     ),
 }
 """The recipe of each task."""
@@ -151,6 +155,7 @@ def describe_recipes() -> str:
             f"{t.get('lr_schedule')}), {t.get('steps')} steps, gradient "
             f"{o.get('gradient', 'one-step')}, Q bootstrap {t.get('q_bootstrap')}"
             + (", output mask" if o.get("output_choices") else "")
+            + (f", {o['aux_target']} auxiliary target" if o.get("aux_target") else "")
             + (f", {t['targets']} targets" if t.get("targets") else "")
             + (f", weight decay {t['weight_decay']}" if "weight_decay" in t else "")
             + (f", grad clip {t['grad_clip']}" if t.get("grad_clip") else "")

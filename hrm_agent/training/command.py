@@ -146,7 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--aux-target",
         default=None,
         help="also predict an auxiliary per-cell target during training (maze: distance3 = "
-        "moves to G mod 3, on-path = on some shortest path); a small extra head",
+        "moves to G mod 3, on-path = on some shortest path, the maze recipe's); a small "
+        "extra head; none: no auxiliary target",
     )
     model.add_argument(
         "--loss",
@@ -393,12 +394,14 @@ def _task_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not task.wall_tokens:
             raise ValueError(f"--closed-walls: task {args.task!r} has no walls")
         overrides["closed_walls"] = task.wall_tokens
-    if getattr(args, "aux_target", None):
+    if getattr(args, "aux_target", None) == "none":
+        overrides["aux_target"], overrides["aux_classes"] = None, 0
+    elif getattr(args, "aux_target", None):
         if args.aux_target not in task.aux_targets:
-            known = ", ".join(task.aux_targets) or "none"
+            known = ", ".join([*task.aux_targets, "none"])
             raise ValueError(
                 f"--aux-target: task {args.task!r} has no target {args.aux_target!r}; "
-                f"it has: {known}"
+                f"choose from: {known}"
             )
         overrides["aux_classes"] = task.aux_targets[args.aux_target]
     return overrides

@@ -1273,12 +1273,15 @@ def test_maze_flags_reach_the_model_and_run_config():
     assert parse("maze", "--closed-walls").model_config().closed_walls == (1,)
     assert recipe.model_config().closed_walls is None
     assert recipe.model_config().max_aggregation is None
+    assert (recipe.model_config().aux_target, recipe.model_config().aux_classes) == ("on-path", 2)
+    assert parse("maze", "--aux-target", "none").model_config().aux_target is None
+    assert parse("maze", "--aux-target", "none").model_config().aux_classes == 0
     with pytest.raises(ValueError, match="--max-aggregation: task 'sudoku' has no walls"):
         parse("sudoku", "--max-aggregation")
     assert recipe.carry_noise == 0.0 and parse("sudoku", "--carry-noise", "0.3").carry_noise == 0.3
     with pytest.raises(ValueError, match="--output-mask: task 'sudoku' has no output mask"):
         parse("sudoku", "--output-mask")
-    with pytest.raises(ValueError, match="no target 'depth'"):
+    with pytest.raises(ValueError, match="no target 'depth'; choose from: .*on-path.*none"):
         parse("maze", "--aux-target", "depth")
 
 
