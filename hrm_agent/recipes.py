@@ -159,6 +159,7 @@ def describe_recipes() -> str:
             + (f", {t['targets']} targets" if t.get("targets") else "")
             + (f", weight decay {t['weight_decay']}" if "weight_decay" in t else "")
             + (f", grad clip {t['grad_clip']}" if t.get("grad_clip") else "")
+            + (f", EMA of the weights {t['ema']}" if t.get("ema") else "")
             + (f", held-out eval on {t['eval_difficulty']}" if t.get("eval_difficulty") else "")
         )
     return "\n".join(lines)
