@@ -214,3 +214,33 @@ def test_bench_threads_verdict_names_the_faster_setting_per_condition():
     assert busy.startswith("busy: 1 thread faster in 1 of 2 workloads, 2 threads in 1")
     assert "in total 1 thread (3.00 s against 31.50 s)" in busy
     assert default.startswith("DEFAULT_INFERENCE_THREADS = ")
+
+
+def test_maze_aux_head_reads_open_cells_only_and_agrees_with_evaluate(tmp_path):
+    pytest.importorskip("torch")
+    from hrm_agent.evaluate import evaluate
+    from hrm_agent.reasoner import load_model
+    from hrm_env.puzzles import maze
+    from hrm_env.puzzles.tasks import get_task
+
+    aux_head = _script("maze_aux_head")
+    mazes = maze.generate(np.random.default_rng(3), "easy", 3)
+    q = mazes.questions[0]
+    truth = maze.shortest_path_cells(q)
+    assert aux_head.head_exact(q, truth)
+    assert aux_head.head_exact(q, truth | (q == maze.WALL))  # walls are not read
+    one_open = int(np.flatnonzero(q == maze.OPEN)[0])
+    flipped = truth.copy()
+    flipped[one_open] = not flipped[one_open]
+    assert not aux_head.head_exact(q, flipped)
+
+    path = tmp_path / "mazes.csv"
+    maze.write_csv(path, mazes)
+    answer, head = aux_head.main([str(path)])
+    assert answer.shape == head.shape == (3,)
+    # The answer verdicts match the evaluator's, run after the same cycle limit.
+    task = get_task("maze")
+    model, _ = load_model("maze")
+    result = evaluate(model, task, task.load(path))
+    expected = maze.check_batch(mazes.questions, np.asarray(result.predictions))
+    assert answer.tolist() == expected.tolist()
