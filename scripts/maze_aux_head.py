@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
             head_ok.extend(head_exact(q, guess) for q, guess in zip(part, on_path, strict=True))
     answer, head = np.array(answer_ok), np.array(head_ok)
     n = len(answer)
-    print(f"{n} mazes from {args.data}, after {model.config.max_segments} cycles")
+    cycles = model.config.h_cycles * model.config.max_segments
+    print(f"{n} mazes from {args.data}, after {cycles} cycles")
     print(
         "| answer a shortest path | on-path head exact | both | the head only | the answer only |"
     )
