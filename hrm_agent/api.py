@@ -113,7 +113,7 @@ def solve(
         tokens = torch.from_numpy(chunk.astype(np.int64)).to(model.device)
         trajectories = run_trajectories(
             model, tokens, samples, diversity, seed + lo, max_segments, halt == "q",
-            spec.blank_token,
+            spec.blank_token, spec.views,
         )  # fmt: skip
         answers[lo : lo + len(chunk)] = chosen(trajectories, select(trajectories, rule))
     return answers[0] if single else answers

@@ -44,6 +44,7 @@ from hrm_agent.sampling import (
     check_samples,
     diversity_from_args,
     make_noise,
+    make_views,
     repeat_rows,
     rule_accuracy,
 )
@@ -324,9 +325,13 @@ def evaluate(
             position = first_index + lo
             batch_seed = int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
             noise = make_noise(diversity, hi - lo, samples, batch_seed, device, task.blank_token)
+            shown = make_views(diversity, task.views, hi - lo, samples, device)
+            if shown is not None:
+                rows = shown.show(rows)
             tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles)
             for r in iterate_cycles(model, rows, segments, noise=noise):
-                every = r.predictions.to(torch.uint8).cpu().numpy()  # (B * K, S)
+                cells = r.predictions if shown is None else shown.back(r.predictions)
+                every = cells.to(torch.uint8).cpu().numpy()  # (B * K, S), own frames
                 tracker.update(r, every)
                 preds = every[::samples]  # trajectory 0 of each puzzle
                 ok = np.asarray(task.is_correct(inputs, preds, targets), dtype=bool)

@@ -209,7 +209,12 @@ class TorchReasoner:
             return None
         if not isinstance(diversity, Diversity):
             diversity = Diversity(**diversity) if diversity else DEFAULT_DIVERSITY
-        if not diversity.active:
+        if diversity.views:
+            raise ValueError(
+                "views are for hrm eval and solve (hrm_agent.sampling); the reasoner's rows "
+                "take noise sources only"
+            )
+        if not diversity.noisy:
             return None
         clean = np.zeros(rows, dtype=bool) if clean is None else np.asarray(clean, dtype=bool)
         if clean.shape != (rows,):

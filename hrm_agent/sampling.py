@@ -10,6 +10,12 @@ and the injected input; the model itself is untouched):
 * ``init_sigma``: the same on the fixed initial state ``z_H0`` / ``z_L0`` (a random start);
 * ``input_dropout``: each entry of the injected input ``x`` is zeroed with this probability,
   afresh every cycle, and the rest scaled by ``1 / (1 - p)`` (inverted dropout);
+* ``views``: trajectory k sees the puzzle under the task's k-th symmetry (``Task.views``; a
+  maze's 8 rotations and reflections, k taken mod 8), and its answers are mapped back to the
+  puzzle's own frame before anything reads them. A model that is not equivariant (the maze
+  model's convolution kernels are not symmetric) computes something different in each view,
+  so its errors differ while its right answers agree. The Sudoku model is equivariant and
+  its task offers no views.
 * ``guess_cycle``: branching on the model's own doubt. After that many cycles, every
   trajectory but the first writes one guessed digit into a blank cell of its input, as if it
   were a given, and goes on from the carry it has. The guesses come from trajectory 0's
@@ -67,6 +73,8 @@ __all__ = [
     "MODEL_RULES",
     "RULES",
     "run_trajectories",
+    "RowViews",
+    "make_views",
     "select",
     "rule_accuracy",
     "add_diversity_arguments",
@@ -95,8 +103,17 @@ class Diversity:
     """Levels of the tree of guesses (1: one guess per trajectory); needs ``guess_cycle``."""
     guess_every: int = 4
     """Cycles between two levels of the tree of guesses."""
+    views: bool = False
+    """Trajectory k sees the puzzle under the task's k-th symmetry (``Task.views``)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.views, (bool, np.bool_)):
+            raise ValueError(f"views must be True or False, got {self.views!r}")
+        if self.views and self.guess_cycle:
+            raise ValueError(
+                "views and guesses (guess_cycle) do not combine: a guess is read from one "
+                "trajectory's cells and written into another's, which a view would move"
+            )
         for name, low in (("guess_cycle", 0), ("guess_depth", 1), ("guess_every", 1)):
             g = getattr(self, name)
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < low:
@@ -115,9 +132,15 @@ class Diversity:
             raise ValueError(f"input_dropout must lie in [0, 1), got {p!r}")
 
     @property
+    def noisy(self) -> bool:
+        """Whether a source that changes the computation around the model is on (noise or
+        guesses; views change only what the model is shown)."""
+        return bool(self.carry_sigma or self.init_sigma or self.input_dropout or self.guess_cycle)
+
+    @property
     def active(self) -> bool:
         """Whether any source is on (else every trajectory is the same)."""
-        return bool(self.carry_sigma or self.init_sigma or self.input_dropout or self.guess_cycle)
+        return self.noisy or bool(self.views)
 
     def label(self) -> str:
         """A short name such as ``carry 0.1`` or ``none``."""
@@ -134,6 +157,8 @@ class Diversity:
             parts.append(f"guess at cycle {self.guess_cycle}")
         if self.guess_depth > 1:
             parts[-1] += f" (tree of depth {self.guess_depth}, every {self.guess_every})"
+        if self.views:
+            parts.insert(0, "views")
         return " + ".join(parts) or "none"
 
     def guess_level(self, cycle: int) -> int | None:
@@ -237,6 +262,58 @@ class TrajectoryNoise:
         assert self.samples is not None and self.blank is not None  # checked in __init__
         depth = self.diversity.guess_depth
         return doubtful_guesses(tokens, logits, self.samples, self.blank, level, depth)
+
+
+class RowViews:
+    """Which symmetry of its puzzle each row of a batch sees, and the way back.
+
+    Rows are puzzle-major groups of K trajectories; trajectory k of every puzzle sees view
+    ``k mod V`` of the task's V views (``Task.views``, view 0 the identity), so trajectory 0
+    is the plain model's.
+
+    Args:
+        index: (V, S) gather indices: view v of a flat grid ``g`` is ``g[index[v]]``.
+        batch: B, puzzles in the batch.
+        samples: K, trajectories per puzzle.
+        device: where the rows are.
+    """
+
+    def __init__(self, index: np.ndarray, batch: int, samples: int, device: torch.device) -> None:
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 2 or not (np.sort(index, axis=1) == np.arange(index.shape[1])).all():
+            raise ValueError(f"views must be (V, S) permutations of the cells, got {index.shape}")
+        view = (np.arange(batch * samples) % samples) % len(index)  # (R,)
+        self.forward = torch.from_numpy(index[view]).to(device)  # (R, S)
+        self.backward = torch.from_numpy(np.argsort(index, axis=1)[view]).to(device)
+
+    def show(self, cells: torch.Tensor) -> torch.Tensor:
+        """(R, S) grids in their own frame -> each row in its view."""
+        return cells.gather(1, self.forward)
+
+    def back(self, cells: torch.Tensor) -> torch.Tensor:
+        """(R, S) grids in each row's view -> the puzzle's own frame."""
+        return cells.gather(1, self.backward)
+
+
+def make_views(
+    diversity: Diversity | None,
+    views: np.ndarray | None,
+    batch: int,
+    samples: int,
+    device: torch.device,
+) -> RowViews | None:
+    """The rows' views when ``diversity`` asks for them (None otherwise).
+
+    Raises:
+        ValueError: views asked of a task that offers none (``views`` None).
+    """
+    if diversity is None or not diversity.views:
+        return None
+    if views is None:
+        raise ValueError(
+            "views need a task with symmetries to show the model (maze); this one offers none"
+        )
+    return None if samples == 1 else RowViews(views, batch, samples, device)
 
 
 def guess_plan(samples: int, depth: int) -> np.ndarray:
@@ -413,12 +490,14 @@ def run_trajectories(
     max_segments: int | None = None,
     use_q: bool = True,
     blank: int | None = None,
+    views: np.ndarray | None = None,
 ) -> Trajectories:
     """Run ``samples`` trajectories of every puzzle of ``tokens`` (B, S) as one batch.
 
     Each halts by its Q head (``use_q``) or runs to the limit; the run stops as soon as every
     trajectory has halted. ``blank``: the task's blank input token (``Task.blank_token``),
-    needed by guesses only.
+    needed by guesses only; ``views``: the task's views (``Task.views``), needed by
+    ``diversity.views`` only. Answers are in each puzzle's own frame.
     """
     from hrm_agent.evaluate import iterate_cycles
 
@@ -426,10 +505,14 @@ def run_trajectories(
     segments = model.config.max_segments if max_segments is None else int(max_segments)
     rows = repeat_rows(tokens, samples)
     noise = make_noise(diversity, tokens.shape[0], samples, seed, rows.device, blank)
+    shown = make_views(diversity, views, tokens.shape[0], samples, rows.device)
+    if shown is not None:
+        rows = shown.show(rows)
     n_cycles = segments * model.config.h_cycles
     tracker = HaltTracker(rows.shape[0], rows.shape[1], n_cycles, use_q)
     for r in iterate_cycles(model, rows, segments, noise=noise):
-        tracker.update(r, r.predictions.to(torch.uint8).cpu().numpy())
+        predictions = r.predictions if shown is None else shown.back(r.predictions)
+        tracker.update(r, predictions.to(torch.uint8).cpu().numpy())
         if tracker.done:
             break
     return Trajectories.from_tracker(tracker, samples)
@@ -459,7 +542,7 @@ def make_noise(
         raise ValueError(
             "guesses (guess_cycle) need a task with blank cells (Sudoku); this one has none"
         )
-    if samples == 1 or not diversity.active:
+    if samples == 1 or not diversity.noisy:
         return None
     return TrajectoryNoise.for_samples(diversity, batch, samples, seed, device, blank)
 
@@ -524,7 +607,8 @@ def rule_accuracy(
 # ---------------------------------------------------------------------- command line
 def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = True) -> None:
     """``--samples``, ``--seed`` and the diversity flags (shared by ``hrm eval`` and ``watch``;
-    ``--guess-cycle`` only with ``guesses``: the envs behind ``watch`` do not guess)."""
+    ``--views`` and ``--guess-cycle`` only with ``guesses``: the envs behind ``watch`` take
+    noise sources only)."""
     parser.add_argument(
         "--samples",
         type=int,
@@ -548,6 +632,13 @@ def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = Tru
         help="dropout probability on the injected input, afresh every cycle",
     )
     if guesses:
+        parser.add_argument(
+            "--views",
+            action="store_true",
+            default=None,
+            help="trajectory k sees the puzzle under the task's k-th symmetry (maze: its 8 "
+            "rotations and reflections), its answers mapped back; alone, no noise is added",
+        )
         parser.add_argument(
             "--guess-cycle",
             type=int,
@@ -581,11 +672,12 @@ def diversity_from_args(args: argparse.Namespace) -> Diversity:
         "init_sigma": args.init_noise,
         "input_dropout": args.input_dropout,
     }
-    guesses = {
-        name: getattr(args, name, None) for name in ("guess_cycle", "guess_depth", "guess_every")
+    others = {
+        name: getattr(args, name, None)
+        for name in ("guess_cycle", "guess_depth", "guess_every", "views")
     }
-    guesses = {k: v for k, v in guesses.items() if v is not None}
-    if all(v is None for v in given.values()) and not guesses:
+    others = {k: v for k, v in others.items() if v is not None}
+    if all(v is None for v in given.values()) and not others:
         return DEFAULT_DIVERSITY
     floats = {k: float(v) for k, v in given.items() if v is not None}
-    return Diversity(**floats, **guesses)
+    return Diversity(**floats, **others)

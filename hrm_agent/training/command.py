@@ -146,8 +146,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--aux-target",
         default=None,
         help="also predict an auxiliary per-cell target during training (maze: distance3 = "
-        "moves to G mod 3, on-path = on some shortest path, the maze recipe's); a small "
-        "extra head; none: no auxiliary target",
+        "moves to G mod 3, on-path = on some shortest path, the maze recipe's, slack = how "
+        "many moves longer than the shortest the best route through the cell is: 0, 2, 4, "
+        ">= 6 or unreachable); a small extra head; none: no auxiliary target",
     )
     model.add_argument(
         "--loss",

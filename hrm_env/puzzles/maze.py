@@ -63,6 +63,7 @@ __all__ = [
     "generate",
     "generate_parallel",
     "dihedral",
+    "dihedral_index",
     "invert_dihedral",
     "augment",
     "encode",
@@ -573,6 +574,12 @@ def _dihedral_index() -> np.ndarray:
 _DIHEDRAL = _dihedral_index()  # (8, S)
 # Rotations by k and by 4 - k undo each other; every reflection (k >= 4) is its own inverse.
 _DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+def dihedral_index() -> np.ndarray:
+    """(8, S) int64: row k gathers transform k of a flat grid (``grid[index[k]]`` is
+    ``dihedral(grid, k)``); row 0 is the identity."""
+    return _DIHEDRAL.astype(np.int64)
 
 
 def _check_k(k: int) -> int:

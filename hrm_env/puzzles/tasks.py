@@ -88,6 +88,9 @@ class Task:
         blank_token: the input token of a cell the puzzle leaves for the solver to fill with
             an answer token (Sudoku's blank, 0), so that a guessed answer can be written into
             the input as if it were given; None when the task has no such cells.
+        views: (V, S) gather indices of the symmetries a trajectory may be shown its puzzle
+            under (``hrm eval --views``; row 0 the identity), None when the task offers none.
+            A view helps only a model that is not equivariant to it.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Task:
     test_tiers: tuple[str, ...] = ()
     test_sets: tuple[str, ...] = ()
     blank_token: int | None = None
+    views: np.ndarray | None = None
 
     def check_difficulty(self, difficulty: str | None) -> str:
         """Return the tier to use, raising ``ValueError`` for an unknown one."""
@@ -355,9 +359,12 @@ class MazeTask(Task):
         choices[maze.OPEN] = (maze.OPEN, maze.PATH)
         self.output_choices = tuple(choices)
         self.wall_tokens = (maze.WALL,)
+        # The 8 symmetries of the square; the conv model's kernels are not symmetric.
+        self.views = maze.dihedral_index()
         # distance3: moves to G mod 3 (all Lee's back-trace needs to walk a shortest path),
-        # class 3 for a cell G cannot be reached from; on-path: on some shortest path or not.
-        self.aux_targets = MappingProxyType({"distance3": 4, "on-path": 2})
+        # class 3 for a cell G cannot be reached from; on-path: on some shortest path or not;
+        # slack: how much longer than the shortest the best S-G route through the cell is.
+        self.aux_targets = MappingProxyType({"distance3": 4, "on-path": 2, "slack": 5})
 
     def sample(
         self, rng: np.random.Generator, n: int, difficulty: str | None = None
@@ -442,8 +449,14 @@ class MazeTask(Task):
             labels = np.where(to_g >= 0, to_g % 3, 3)
         else:
             length = to_g[np.arange(len(inputs)), np.argmax(inputs == self._maze.START, axis=1)]
-            on_path = (from_s >= 0) & (to_g >= 0) & (from_s + to_g == length[:, None])
-            labels = on_path.astype(np.int64)
+            reached = (from_s >= 0) & (to_g >= 0)
+            slack = np.where(reached, from_s + to_g - length[:, None], -1)
+            if kind == "on-path":
+                labels = (slack == 0).astype(np.int64)
+            else:
+                # On a grid every route from S to G has the parity of the shortest, so the
+                # slack is even: classes 0, 2, 4 and >= 6 moves longer, then unreachable.
+                labels = np.where(reached, np.minimum(slack // 2, 3), 4)
         return np.where(walls, -1, labels).astype(np.int64)
 
     def is_correct(

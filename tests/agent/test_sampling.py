@@ -376,3 +376,76 @@ def test_watch_shows_the_chosen_trajectory(model, tmp_path):
     assert watch("sudoku-mini", seed=0, save=out, reasoner=reasoner, max_cycles=2, samples=3,
                  diversity={"init_sigma": 1.0}) == 0  # fmt: skip
     assert out.stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def maze_model():
+    from hrm_agent.config import HRMConfig
+    from hrm_agent.model import HRM
+
+    config = HRMConfig.preset(
+        "tiny", mixer="conv", seq_len=900, vocab_size=6, hidden_size=16, num_heads=1,
+        h_layers=1, l_layers=1, l_cycles=1, h_cycles=1, max_segments=2,
+    )  # fmt: skip
+    return HRM(config, generator=torch.Generator().manual_seed(0)).eval()
+
+
+def test_each_view_is_the_plain_model_on_the_turned_maze_mapped_back(maze_model):
+    from hrm_env.puzzles import maze
+
+    batch = get_task("maze").sample(np.random.default_rng(3), 2, "easy")
+    tokens = torch.from_numpy(batch.inputs.astype(np.int64))
+    views = get_task("maze").views
+    t = run_trajectories(
+        maze_model, tokens, samples=9, diversity=Diversity(views=True), use_q=False, views=views
+    )
+    for k in range(9):  # trajectory 8 sees view 0 again
+        turned = torch.from_numpy(maze.dihedral(batch.inputs, k % 8).astype(np.int64))
+        alone = run_trajectories(maze_model, turned, use_q=False)
+        np.testing.assert_array_equal(
+            t.answers[:, k], maze.invert_dihedral(alone.answers[:, 0], k % 8)
+        )
+    assert not np.array_equal(t.answers[:, 1], t.answers[:, 0])  # the model is not symmetric
+
+
+def test_views_alone_add_no_noise_and_need_a_task_that_offers_them(maze_model, model):
+    from hrm_agent.sampling import RowViews, make_views
+
+    index = get_task("maze").views
+    rows = RowViews(index, batch=2, samples=3, device=torch.device("cpu"))
+    grids = torch.arange(6 * 900).view(6, 900)
+    np.testing.assert_array_equal(rows.back(rows.show(grids)), grids)
+    np.testing.assert_array_equal(rows.show(grids)[[0, 3]], grids[[0, 3]])  # trajectory 0
+    assert Diversity(views=True).active and not Diversity(views=True).noisy
+    assert Diversity(views=True).label() == "views"
+    assert make_views(Diversity(views=True), index, 4, 1, torch.device("cpu")) is None  # K = 1
+    with pytest.raises(ValueError, match="offers none"):
+        run_trajectories(model, tokens_of(2), samples=2, diversity=Diversity(views=True))
+    with pytest.raises(ValueError, match="views and guesses"):
+        Diversity(views=True, guess_cycle=2)
+    with pytest.raises(ValueError, match="views must be True or False"):
+        Diversity(views="yes")
+    with pytest.raises(ValueError, match="permutations of the cells"):
+        RowViews(np.zeros((2, 4), np.int64), 1, 2, torch.device("cpu"))
+    reasoner = TorchReasoner(maze_model, "maze")
+    with pytest.raises(ValueError, match="views are for hrm eval and solve"):
+        reasoner.reset(np.zeros((1, 900), np.uint8), diversity=Diversity(views=True))
+
+
+def test_hrm_eval_views_on_a_maze_checkpoint(maze_model, tmp_path, capsys):
+    from hrm_agent.checkpoint import save_checkpoint
+    from hrm_agent.cli import main
+    from hrm_env.puzzles import maze
+
+    stem = tmp_path / "m"
+    save_checkpoint(stem, maze_model, meta={"task": "maze"})
+    data = tmp_path / "m.csv"
+    batch = get_task("maze").sample(np.random.default_rng(4), 3, "easy")
+    maze.write_csv(data, maze.MazeSet(batch.inputs, batch.targets, batch.ratings, ["t"] * 3))
+    argv = ["eval", "maze", "--checkpoint", str(stem), "--data", str(data), "--samples", "8",
+            "--views", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"]["diversity"] == "views" and summary["samples"]["k"] == 8
+    assert main([*argv, "--carry-noise", "0.2"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"]["diversity"] == "views + carry 0.2"

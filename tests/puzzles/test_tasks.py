@@ -186,11 +186,29 @@ def test_maze_aux_targets_are_the_bfs_results():
     for row, question in enumerate(batch.inputs):
         expected = maze.shortest_path_cells(question)
         assert np.array_equal(on_path[row][~walls[row]] == 1, expected[~walls[row]])
-    assert set(task.aux_targets) == {"distance3", "on-path"}
+    slack = task.aux_labels(batch.inputs, "slack")
+    assert np.array_equal(slack == 0, on_path == 1)
+    assert set(task.aux_targets) == {"distance3", "on-path", "slack"}
     with pytest.raises(ValueError, match="no auxiliary target 'depth'"):
         task.aux_labels(batch.inputs, "depth")
     with pytest.raises(ValueError, match="no auxiliary target"):
         get_task("sudoku").aux_labels(np.zeros((1, 81), np.uint8), "distance3")
+
+
+def test_maze_slack_target_counts_extra_moves_of_the_best_route_through_a_cell():
+    from hrm_env.puzzles import maze
+
+    grid = np.full((maze.SIDE, maze.SIDE), maze.WALL, np.uint8)
+    grid[1, 1:6] = maze.OPEN  # the shortest route, 4 moves
+    grid[2:4, 1] = grid[3, 1:6] = grid[2, 5] = maze.OPEN  # a loop 4 moves longer
+    grid[0, 3] = maze.OPEN  # a spur: out and back costs 2 moves
+    grid[4:6, 1] = maze.OPEN  # a spur off the loop: 4 + 4 moves longer
+    grid[10, 10] = maze.OPEN  # a cell no route reaches
+    grid[1, 1], grid[1, 5] = maze.START, maze.GOAL
+    labels = get_task("maze").aux_labels(grid.reshape(1, -1), "slack").reshape(grid.shape)
+    assert (labels[1, 1:6] == 0).all()
+    assert labels[0, 3] == 1 and labels[3, 3] == 2 and labels[5, 1] == 3 and labels[10, 10] == 4
+    assert (labels[grid == maze.WALL] == -1).all()
 
 
 @pytest.mark.parametrize(
