@@ -607,8 +607,7 @@ def rule_accuracy(
 # ---------------------------------------------------------------------- command line
 def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = True) -> None:
     """``--samples``, ``--seed`` and the diversity flags (shared by ``hrm eval`` and ``watch``;
-    ``--views`` and ``--guess-cycle`` only with ``guesses``: the envs behind ``watch`` take
-    noise sources only)."""
+    ``--guess-cycle`` only with ``guesses``: the envs behind ``watch`` do not guess)."""
     parser.add_argument(
         "--samples",
         type=int,
@@ -631,14 +630,14 @@ def add_diversity_arguments(parser: argparse.ArgumentParser, guesses: bool = Tru
         default=None,
         help="dropout probability on the injected input, afresh every cycle",
     )
+    parser.add_argument(
+        "--views",
+        action="store_true",
+        default=None,
+        help="trajectory k sees the puzzle under the task's k-th symmetry (maze: its 8 "
+        "rotations and reflections), its answers mapped back; alone, no noise is added",
+    )
     if guesses:
-        parser.add_argument(
-            "--views",
-            action="store_true",
-            default=None,
-            help="trajectory k sees the puzzle under the task's k-th symmetry (maze: its 8 "
-            "rotations and reflections), its answers mapped back; alone, no noise is added",
-        )
         parser.add_argument(
             "--guess-cycle",
             type=int,

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         device=str(device),
         residuals=args.residuals,
         samples=args.samples,
-        # The envs take the noise sources (their own list); guesses are for eval and solve.
-        diversity={k: getattr(diversity, k) for k in DIVERSITY_FIELDS},
+        # The envs take the noise sources (their own list) and views; guesses are for eval
+        # and solve.
+        diversity={k: getattr(diversity, k) for k in (*DIVERSITY_FIELDS, "views")},
         **kwargs,
     )

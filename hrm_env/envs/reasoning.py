@@ -237,13 +237,16 @@ def check_arguments(
 
 
 DIVERSITY_FIELDS = ("carry_sigma", "init_sigma", "input_dropout")
+#: ``diversity`` keys the env handles itself (the reasoner never sees them).
+ENV_DIVERSITY_FIELDS = ("views",)
 
 
 def check_samples(
-    samples: Any, diversity: Mapping[str, float] | None, reasoner: Any
-) -> tuple[int, dict[str, float] | None]:
+    samples: Any, diversity: Mapping[str, Any] | None, reasoner: Any, task: Task | None = None
+) -> tuple[int, dict[str, Any] | None]:
     """Validate the env's ``samples`` and ``diversity`` (and that ``reasoner``, if there is
-    one yet, can run diverse trajectories when ``samples > 1``).
+    one yet, can run diverse trajectories when ``samples > 1``; ``task``, if given, that it
+    offers views when ``diversity["views"]`` asks for them).
 
     Raises:
         ValueError: naming the bad argument.
@@ -253,12 +256,19 @@ def check_samples(
     if diversity is not None:
         if not isinstance(diversity, Mapping):
             raise ValueError(f"diversity must be a dict, got {type(diversity).__name__}")
-        unknown = sorted(set(diversity) - set(DIVERSITY_FIELDS))
+        known = (*DIVERSITY_FIELDS, *ENV_DIVERSITY_FIELDS)
+        unknown = sorted(set(diversity) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown diversity field(s) {unknown}; known: {', '.join(DIVERSITY_FIELDS)}"
-            )
+            raise ValueError(f"unknown diversity field(s) {unknown}; known: {', '.join(known)}")
         diversity = dict(diversity)
+        views = diversity.get("views", False)
+        if not isinstance(views, (bool, np.bool_)):
+            raise ValueError(f"diversity['views'] must be True or False, got {views!r}")
+        if views and task is not None and task.views is None:
+            raise ValueError(
+                f"diversity['views'] needs a task with symmetries to show the model (maze); "
+                f"{task.name!r} offers none"
+            )
     if samples > 1 and reasoner is not None and not getattr(reasoner, "supports_diversity", False):
         raise ValueError(
             f"samples={samples} needs a reasoner that runs diverse trajectories "
@@ -417,7 +427,10 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       with ``supports_diversity`` (``hrm_agent.TorchReasoner``, the default).
     - ``diversity``: the noise of the trajectories beyond the first, a dict of
       ``hrm_agent.sampling.Diversity`` fields (``carry_sigma``, ``init_sigma``,
-      ``input_dropout``); default: that module's ``DEFAULT_DIVERSITY``.
+      ``input_dropout``); default: that module's ``DEFAULT_DIVERSITY``. ``"views": True``
+      (maze) shows trajectory k the puzzle under the task's k-th symmetry (its 8 rotations
+      and reflections) and reads its answer back in the puzzle's own frame; alone, it adds
+      no noise.
     - ``threads``: CPU threads of torch for the model the env loads itself (no ``reasoner``
       given): an integer >= 1, 0 for torch's default (a thread per core), None to leave
       torch's setting. Set process-wide when the model loads. Default
@@ -461,7 +474,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ) -> None:
         self.threads = check_threads(threads)
         self.task: Task = get_task(task)
-        self.samples, self.diversity = check_samples(samples, diversity, reasoner)
+        self.samples, self.diversity = check_samples(samples, diversity, reasoner, self.task)
         self.difficulty, self.dataset = check_arguments(
             self.task, render_mode, self.metadata["render_modes"], reward, step_cost,
             max_cycles, difficulty, dataset, reasoner, checkpoint,
@@ -510,6 +523,12 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._traces: dict[str, list[float]] = {"confidence": [], "changed": []}
         if self.samples > 1:
             self._traces["trajectory"] = []  # the chosen trajectory's index, for the panel
+        # With diversity["views"]: each row's gather index into its view and back, (K, S).
+        self._views: tuple[np.ndarray, np.ndarray] | None = None
+        if self.samples > 1 and (self.diversity or {}).get("views"):
+            assert self.task.views is not None  # checked by check_samples
+            index = self.task.views[np.arange(self.samples) % len(self.task.views)]
+            self._views = (index, np.argsort(index, axis=1))
         self._viewer: Viewer | None = None
 
     # -- the MDP -------------------------------------------------------------------------------
@@ -548,9 +567,15 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         else:
             check_samples(self.samples, self.diversity, self.reasoner)
             K = self.samples
+            noise = {k: v for k, v in (self.diversity or {}).items() if k in DIVERSITY_FIELDS}
+            if self._views is not None and not noise:
+                noise = {"carry_sigma": 0.0}  # views alone: no noise (not the default's)
+            rows = np.repeat(inputs[None], K, axis=0)
+            if self._views is not None:
+                rows = np.take_along_axis(rows, self._views[0], axis=1)
             self._state = self.reasoner.reset(  # type: ignore[call-arg]
-                np.repeat(inputs[None], K, axis=0),
-                diversity=dict(self.diversity or {}),
+                rows,
+                diversity=noise,
                 seed=int(self.np_random.integers(2**63)),
                 clean=np.arange(K) == 0,
             )
@@ -616,7 +641,10 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         with several trajectories the one with the highest ``q_halt``."""
         row = 0 if self.samples == 1 else int(np.argmax(out.q[:, 0]))
         self._trajectory = row
-        prediction, confidence = read_answer(out.logits[row])
+        logits = out.logits[row]
+        if self._views is not None:
+            logits = logits[self._views[1][row]]  # the row's view, back in the puzzle's frame
+        prediction, confidence = read_answer(logits)
         self._previous = self._prediction if self._cycles > 0 else None
         # Cells changed since the last cycle; on the first cycle, cells written over the puzzle.
         before = self._inputs if self._previous is None else self._previous

@@ -387,7 +387,10 @@ def maze_model():
         "tiny", mixer="conv", seq_len=900, vocab_size=6, hidden_size=16, num_heads=1,
         h_layers=1, l_layers=1, l_cycles=1, h_cycles=1, max_segments=2,
     )  # fmt: skip
-    return HRM(config, generator=torch.Generator().manual_seed(0)).eval()
+    model = HRM(config, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():  # a Q head whose sure trajectory changes from maze to maze
+        model.q_head.weight.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(1))
+    return model
 
 
 def test_each_view_is_the_plain_model_on_the_turned_maze_mapped_back(maze_model):
@@ -449,3 +452,29 @@ def test_hrm_eval_views_on_a_maze_checkpoint(maze_model, tmp_path, capsys):
     assert summary["samples"]["diversity"] == "views" and summary["samples"]["k"] == 8
     assert main([*argv, "--carry-noise", "0.2"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"]["diversity"] == "views + carry 0.2"
+
+
+def test_the_env_with_views_answers_in_the_puzzles_own_frame(maze_model):
+    from hrm_env.puzzles import maze
+
+    env = ReasoningEnv("maze", reasoner=TorchReasoner(maze_model, "maze"), samples=8,
+                       diversity={"views": True}, max_cycles=2)  # fmt: skip
+    obs, info = env.reset(seed=2)
+    chosen = []
+    for cycles in (1, 2):
+        k = info["trajectory"]
+        chosen.append(k)
+        turned = torch.from_numpy(maze.dihedral(obs["puzzle"][None], k).astype(np.int64))
+        alone = run_trajectories(maze_model, turned, max_segments=cycles, use_q=False)
+        np.testing.assert_array_equal(
+            obs["prediction"], maze.invert_dihedral(alone.answers[0, 0], k)
+        )
+        if cycles == 1:
+            obs, _, _, _, info = env.step(0)
+    assert min(chosen) > 0  # views other than the identity were read back
+    with pytest.raises(ValueError, match="'sudoku-mini' offers none"):
+        ReasoningEnv(
+            "sudoku-mini", reasoner=ScriptedReasoner("sudoku-mini"), diversity={"views": True}
+        )
+    with pytest.raises(ValueError, match=r"diversity\['views'\] must be True or False"):
+        ReasoningEnv("maze", reasoner=ScriptedReasoner("maze"), diversity={"views": 1})
