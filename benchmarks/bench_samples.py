@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/bench_samples.py                       # shipped sudoku model, CPU
     python benchmarks/bench_samples.py --puzzles 16 --cycles 8 --samples 2,4,8,16 --threads 1
+    python benchmarks/bench_samples.py --task maze --views --samples 8   # the maze's 8 views
     hrm bench samples -- --device cuda
 """
 
@@ -49,6 +50,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=8, help="cycles per trajectory")
     parser.add_argument("--samples", default="2,4,8,16", help="K values to time")
     parser.add_argument("--sigma", type=float, default=0.3, help="carry noise of the samples")
+    parser.add_argument(
+        "--views", action="store_true", help="the task's views instead of carry noise (maze)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -65,13 +69,16 @@ def main() -> None:
 
     model, _ = load_model(args.task, args.checkpoint, args.device)
     segments = max(1, args.cycles // model.config.h_cycles)
-    puzzles = get_task(args.task).test_set()[: args.puzzles]
+    task = get_task(args.task)
+    puzzles = task.test_set()[: args.puzzles]
     tokens = torch.from_numpy(puzzles.inputs.astype(np.int64)).to(model.device)
-    noise = Diversity(carry_sigma=args.sigma)
+    noise = Diversity(views=True) if args.views else Diversity(carry_sigma=args.sigma)
 
     def batched(k: int) -> float:
         return timed(
-            lambda: run_trajectories(model, tokens, k, noise, 0, segments, use_q=False),
+            lambda: run_trajectories(
+                model, tokens, k, noise, 0, segments, use_q=False, views=task.views
+            ),
             args.repeats,
             clock,
         )
@@ -79,7 +86,9 @@ def main() -> None:
     def looped(k: int) -> float:
         def run() -> None:
             for seed in range(k):
-                run_trajectories(model, tokens, 1, noise, seed, segments, use_q=False)
+                run_trajectories(
+                    model, tokens, 1, noise, seed, segments, use_q=False, views=task.views
+                )
 
         return timed(run, args.repeats, clock)
 
