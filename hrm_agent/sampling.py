@@ -45,10 +45,13 @@ limit), and one answer per puzzle is picked by a rule:
 * the model's own: ``q`` (the trajectory whose ``q_halt`` at its halt is highest, most sure it
   is right), ``first`` (the first to halt; ties: highest ``q_halt``), ``vote`` (the answer most
   trajectories give; ties: highest ``q_halt``);
-* ``checker``, labelled as such: a trajectory whose answer passes the task's rule checker
-  (Sudoku: a complete grid that keeps the givens and breaks no row, column or box rule; it
-  checks, it never searches), else the ``q`` choice. For a puzzle with one solution that is
-  pass@K: an upper bound on what a better selector of these trajectories could reach.
+* ``checker``, labelled as such: of the trajectories whose answers pass the task's rule
+  checker, the one with the lowest ``Task.answer_cost`` (then the highest ``q_halt``), else
+  the ``q`` choice. Sudoku: a complete grid that keeps the givens and breaks no row, column
+  or box rule; for a puzzle with one solution that is pass@K, an upper bound on what a better
+  selector of these trajectories could reach. Maze: one simple path of marks from S to G,
+  and of those the fewest marks; it can still pick a detour when no trajectory found a
+  shortest path. Either checks the answers; neither searches the puzzle.
 
 Shapes: B puzzles, K samples (trajectories per puzzle), S cells, L = 1 + S positions, D hidden.
 """
@@ -83,7 +86,7 @@ __all__ = [
 
 #: The model's own selection rules (no knowledge of the puzzle's rules).
 MODEL_RULES = ("q", "first", "vote")
-#: Every rule reported; ``checker`` uses the task's rule checker (pass@K, an upper bound).
+#: Every rule reported; ``checker`` uses the task's rule checker (Sudoku: pass@K, a bound).
 RULES = (*MODEL_RULES, "checker")
 
 
@@ -547,13 +550,20 @@ def make_noise(
     return TrajectoryNoise.for_samples(diversity, batch, samples, seed, device, blank)
 
 
-def select(trajectories: Trajectories, rule: str, valid: np.ndarray | None = None) -> np.ndarray:
+def select(
+    trajectories: Trajectories,
+    rule: str,
+    valid: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+) -> np.ndarray:
     """(B,) the index of the chosen trajectory of each puzzle under ``rule``.
 
     Args:
         trajectories: the K trajectories per puzzle.
         rule: one of ``RULES``.
         valid: (B, K) bool, each answer passes the rule checker (needed by ``checker`` only).
+        cost: (B, K) the task's cost of each answer (``Task.answer_cost``; a maze's marked
+            cells): ``checker`` takes the cheapest answer that passes (default: all equal).
     """
     q, cycles = trajectories.q_halt, trajectories.cycles
     by_q = np.argmax(q, axis=1)
@@ -570,7 +580,10 @@ def select(trajectories: Trajectories, rule: str, valid: np.ndarray | None = Non
     if rule == "checker":
         if valid is None:
             raise ValueError("the checker rule needs the rule checker's verdicts (valid)")
-        return np.where(valid.any(axis=1), np.argmax(valid, axis=1), by_q)
+        cost = np.zeros(q.shape) if cost is None else np.asarray(cost, dtype=np.float64)
+        # Among the answers that pass, the cheapest, then the highest q_halt.
+        best = np.lexsort((-q, np.where(valid, cost, np.inf)), axis=-1)[:, 0]
+        return np.where(valid.any(axis=1), best, by_q)
     raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
 
 
@@ -589,16 +602,19 @@ def rule_accuracy(
     """
     B, K, S = trajectories.answers.shape
     flat = trajectories.answers.reshape(B * K, S)
-    valid = None
+    valid = cost = None
     if hasattr(task, "check_rules"):
-        valid = np.asarray(task.check_rules(np.repeat(inputs, K, axis=0), flat)).reshape(B, K)
+        repeated = np.repeat(inputs, K, axis=0)
+        valid = np.asarray(task.check_rules(repeated, flat)).reshape(B, K)
+        if hasattr(task, "answer_cost"):
+            cost = np.asarray(task.answer_cost(repeated, flat)).reshape(B, K)
     spent = float(trajectories.cycles.sum(axis=1).mean()) if B else 0.0
     report: dict[str, dict[str, float] | None] = {}
     for rule in RULES:
         if rule == "checker" and valid is None:
             report[rule] = None
             continue
-        answers = chosen(trajectories, select(trajectories, rule, valid))
+        answers = chosen(trajectories, select(trajectories, rule, valid, cost))
         ok = np.asarray(task.is_correct(inputs, answers, targets), dtype=bool)
         report[rule] = {"exact_accuracy": float(ok.mean()) if B else 0.0, "mean_cycles": spent}
     return report

@@ -472,6 +472,42 @@ class MazeTask(Task):
         # Walls are given and never change; score the cells where a path could run.
         return np.asarray(inputs) != self._maze.WALL
 
+    def check_rules(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """(B,) bool: each prediction keeps its maze and marks one simple path from S to G.
+
+        Walls, S and G stay as the maze has them, only open cells are marked, S and G touch
+        one marked neighbour each (or each other), every marked cell two of the path's
+        cells, and the marks are one piece. A check, never a search: it reads the marks
+        only and does not know whether a shorter path exists (see :meth:`answer_cost`).
+        """
+        m = self._maze
+        inputs = self._check_grids(inputs, "mazes")
+        predictions = self._check_grids(predictions, "predictions")
+        marked = predictions == m.PATH
+        ends = (inputs == m.START) | (inputs == m.GOAL)
+        keeps = np.all(np.where(inputs == m.OPEN, marked | (predictions == m.OPEN),
+                                predictions == inputs), axis=1)  # fmt: skip
+        on = (marked | ends).reshape(-1, *self.grid_shape)
+        padded = np.pad(on, ((0, 0), (1, 1), (1, 1)))
+        degree = (
+            padded[:, :-2, 1:-1].astype(np.int8) + padded[:, 2:, 1:-1]
+            + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:]
+        ).reshape(len(inputs), -1)  # fmt: skip
+        degrees = np.all(np.where(ends, degree == 1, ~marked | (degree == 2)), axis=1)
+        # One piece: walking the marks alone, G is as many moves from S as there are marks
+        # plus one (a path through every mark; any other piece would be a loop left over).
+        only = np.where(marked, m.OPEN, np.where(ends, inputs, m.WALL)).astype(np.uint8)
+        _, to_g = m.endpoint_distances(only)
+        steps = to_g[np.arange(len(inputs)), np.argmax(inputs == m.START, axis=1)]
+        return keeps & degrees & (steps == marked.sum(axis=1) + 1)
+
+    def answer_cost(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """(B,) the marked cells of each answer: of two answers that pass
+        :meth:`check_rules`, the one with fewer marks is the shorter path."""
+        return np.count_nonzero(
+            self._check_grids(predictions, "predictions") == self._maze.PATH, axis=1
+        )
+
 
 @lru_cache(maxsize=2)
 def _sudoku_test_set(size: int) -> PuzzleBatch:

@@ -243,7 +243,9 @@ def test_the_rules_pick_as_documented():
     assert select(t, "q").tolist() == [0]
     assert select(t, "first").tolist() == [2]
     assert select(t, "vote").tolist() == [2]  # B twice; of the two, 2 has the higher q_halt
-    assert select(t, "checker", valid=np.array([[False, True, True]])).tolist() == [1]
+    assert select(t, "checker", valid=np.array([[False, True, True]])).tolist() == [2]
+    cheap = select(t, "checker", valid=np.array([[False, True, True]]), cost=np.array([[0, 1, 5]]))
+    assert cheap.tolist() == [1]  # the cheapest that passes, before the highest q_halt
     assert select(t, "checker", valid=np.array([[False, False, False]])).tolist() == [0]
     with pytest.raises(ValueError, match="unknown selection rule 'best'"):
         select(t, "best")
@@ -308,7 +310,7 @@ def test_hrm_eval_reports_each_rule_in_json(mini_checkpoint, capsys):  # noqa: F
     assert set(rules) == set(RULES) and summary["samples"]["diversity"] == "init 1"
     assert all(0.0 <= v["exact_accuracy"] <= 1.0 for v in rules.values())
     assert main(argv[:-1]) == 0  # the table names the checker as a bound
-    assert "rule checker (pass@K, bound)" in capsys.readouterr().out
+    assert "rule checker (not the model)" in capsys.readouterr().out
     assert main([*argv[:-1], "--input-dropout", "1.5"]) == 2
     assert "input_dropout must lie in [0, 1)" in capsys.readouterr().err
     assert main([*argv[:-3], "--guess-cycle", "2", "--json"]) == 0

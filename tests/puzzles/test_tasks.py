@@ -195,7 +195,9 @@ def test_maze_aux_targets_are_the_bfs_results():
         get_task("sudoku").aux_labels(np.zeros((1, 81), np.uint8), "distance3")
 
 
-def test_maze_slack_target_counts_extra_moves_of_the_best_route_through_a_cell():
+def small_maze():
+    """A hand-made maze: S and G 4 moves apart on row 1, a loop 4 moves longer through row 3,
+    a spur above the short route, a spur below the loop, and a cell no route reaches."""
     from hrm_env.puzzles import maze
 
     grid = np.full((maze.SIDE, maze.SIDE), maze.WALL, np.uint8)
@@ -205,6 +207,46 @@ def test_maze_slack_target_counts_extra_moves_of_the_best_route_through_a_cell()
     grid[4:6, 1] = maze.OPEN  # a spur off the loop: 4 + 4 moves longer
     grid[10, 10] = maze.OPEN  # a cell no route reaches
     grid[1, 1], grid[1, 5] = maze.START, maze.GOAL
+    return grid
+
+
+def test_maze_rule_checker_passes_one_simple_path_and_the_cost_counts_its_marks():
+    from hrm_env.puzzles import maze
+
+    task = get_task("maze")
+    grid = small_maze()
+    short = grid.copy()
+    short[1, 2:5] = maze.PATH
+    detour = grid.copy()
+    detour[2:4, 1] = detour[3, 2:5] = detour[3, 5] = detour[2, 5] = maze.PATH
+    spur = short.copy()
+    spur[0, 3] = maze.PATH  # a mark with one marked neighbour
+    broken = short.copy()
+    broken[1, 3] = maze.OPEN
+    loop = short.copy()
+    loop[2:4, 1] = loop[3, 2:5] = loop[3, 5] = loop[2, 5] = maze.PATH  # S and G touch two marks
+    walled = short.copy()
+    walled[0, 0] = maze.PATH  # a mark on a wall
+    ring_open = grid.copy()  # a maze with a loop of open cells apart from the route
+    ring_open[20:23, 20:23] = maze.OPEN
+    ring_open[21, 21] = maze.WALL
+    ring_marked = ring_open.copy()  # the short route, and that loop marked as well
+    ring_marked[1, 2:5] = maze.PATH
+    ring_marked[ring_open == maze.OPEN] = maze.PATH
+    ring_marked[1, 1:6] = short[1, 1:6]
+    ring_marked[0, 3] = ring_marked[2:4, 1] = ring_marked[3, 1:6] = ring_marked[2, 5] = maze.OPEN
+    ring_marked[4:6, 1] = ring_marked[10, 10] = maze.OPEN
+    answers = np.stack([short, detour, spur, broken, loop, walled, ring_marked]).reshape(7, -1)
+    inputs = np.stack([grid] * 6 + [ring_open]).reshape(7, -1)
+    assert task.check_rules(inputs, answers).tolist() == [True, True] + [False] * 5
+    assert task.answer_cost(inputs, answers)[:2].tolist() == [3, 7]
+    assert task.is_correct(inputs[:2], answers[:2], answers[:2]).tolist() == [True, False]
+
+
+def test_maze_slack_target_counts_extra_moves_of_the_best_route_through_a_cell():
+    from hrm_env.puzzles import maze
+
+    grid = small_maze()
     labels = get_task("maze").aux_labels(grid.reshape(1, -1), "slack").reshape(grid.shape)
     assert (labels[1, 1:6] == 0).all()
     assert labels[0, 3] == 1 and labels[3, 3] == 2 and labels[5, 1] == 3 and labels[10, 10] == 4
