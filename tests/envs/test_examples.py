@@ -69,3 +69,11 @@ def test_custom_puzzle_example(tiny_shipped_model, monkeypatch, tmp_path, capsys
     assert capsys.readouterr().out.startswith("puzzle:\n8 ")
     with pytest.raises(SystemExit, match="not a valid puzzle"):
         run_example("custom_puzzle.py", ["12345"], monkeypatch, tmp_path)
+
+
+def test_maze_views_example(tiny_shipped_model, monkeypatch, tmp_path, capsys):
+    run_example("maze_views.py", ["--mazes", "1", "--difficulty", "easy"], monkeypatch, tmp_path)
+    out = capsys.readouterr().out
+    assert tiny_shipped_model == ["maze", "maze"]
+    assert out.startswith("maze 1: one view ") and "view" in out.split("eight views")[1]
+    assert out.rstrip().endswith("/1") and "solved: one view " in out
