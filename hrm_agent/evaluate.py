@@ -564,7 +564,7 @@ def _format_rules(result: EvalResult) -> list[str]:
         "q": "highest q_halt (model)",
         "first": "first to halt (model)",
         "vote": "majority vote (model)",
-        "checker": "rule checker (not the model)",
+        "checker": "rule checker (pass@K, bound)",
     }
     for rule, figures in result.rules.items():
         if figures is not None:

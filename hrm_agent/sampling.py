@@ -48,10 +48,10 @@ limit), and one answer per puzzle is picked by a rule:
 * ``checker``, labelled as such: of the trajectories whose answers pass the task's rule
   checker, the one with the lowest ``Task.answer_cost`` (then the highest ``q_halt``), else
   the ``q`` choice. Sudoku: a complete grid that keeps the givens and breaks no row, column
-  or box rule; for a puzzle with one solution that is pass@K, an upper bound on what a better
-  selector of these trajectories could reach. Maze: one simple path of marks from S to G,
-  and of those the fewest marks; it can still pick a detour when no trajectory found a
-  shortest path. Either checks the answers; neither searches the puzzle.
+  or box rule. Maze: one simple path of marks from S to G, and of those the fewest marks (a
+  shortest path passes, and no path has fewer). Either checks the answers and never searches
+  the puzzle, and either is pass@K (a right answer is picked whenever one of the K is right):
+  an upper bound on what a better selector of these trajectories could reach.
 
 Shapes: B puzzles, K samples (trajectories per puzzle), S cells, L = 1 + S positions, D hidden.
 """
@@ -86,7 +86,7 @@ __all__ = [
 
 #: The model's own selection rules (no knowledge of the puzzle's rules).
 MODEL_RULES = ("q", "first", "vote")
-#: Every rule reported; ``checker`` uses the task's rule checker (Sudoku: pass@K, a bound).
+#: Every rule reported; ``checker`` uses the task's rule checker (pass@K, an upper bound).
 RULES = (*MODEL_RULES, "checker")
 
 

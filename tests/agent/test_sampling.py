@@ -310,7 +310,7 @@ def test_hrm_eval_reports_each_rule_in_json(mini_checkpoint, capsys):  # noqa: F
     assert set(rules) == set(RULES) and summary["samples"]["diversity"] == "init 1"
     assert all(0.0 <= v["exact_accuracy"] <= 1.0 for v in rules.values())
     assert main(argv[:-1]) == 0  # the table names the checker as a bound
-    assert "rule checker (not the model)" in capsys.readouterr().out
+    assert "rule checker (pass@K, bound)" in capsys.readouterr().out
     assert main([*argv[:-1], "--input-dropout", "1.5"]) == 2
     assert "input_dropout must lie in [0, 1)" in capsys.readouterr().err
     assert main([*argv[:-3], "--guess-cycle", "2", "--json"]) == 0
