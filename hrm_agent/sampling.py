@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from hrm_agent.model import Carry
+from hrm_env.puzzles.tasks import trajectory_views
 
 __all__ = [
     "Diversity",
@@ -271,8 +272,8 @@ class RowViews:
     """Which symmetry of its puzzle each row of a batch sees, and the way back.
 
     Rows are puzzle-major groups of K trajectories; trajectory k of every puzzle sees view
-    ``k mod V`` of the task's V views (``Task.views``, view 0 the identity), so trajectory 0
-    is the plain model's.
+    ``k mod V`` of the task's V views (``hrm_env.puzzles.tasks.trajectory_views``), so
+    trajectory 0 is the plain model's.
 
     Args:
         index: (V, S) gather indices: view v of a flat grid ``g`` is ``g[index[v]]``.
@@ -282,12 +283,9 @@ class RowViews:
     """
 
     def __init__(self, index: np.ndarray, batch: int, samples: int, device: torch.device) -> None:
-        index = np.asarray(index, dtype=np.int64)
-        if index.ndim != 2 or not (np.sort(index, axis=1) == np.arange(index.shape[1])).all():
-            raise ValueError(f"views must be (V, S) permutations of the cells, got {index.shape}")
-        view = (np.arange(batch * samples) % samples) % len(index)  # (R,)
-        self.forward = torch.from_numpy(index[view]).to(device)  # (R, S)
-        self.backward = torch.from_numpy(np.argsort(index, axis=1)[view]).to(device)
+        forward, backward = trajectory_views(index, samples)  # (K, S) each
+        self.forward = torch.from_numpy(np.tile(forward, (batch, 1))).to(device)  # (R, S)
+        self.backward = torch.from_numpy(np.tile(backward, (batch, 1))).to(device)
 
     def show(self, cells: torch.Tensor) -> torch.Tensor:
         """(R, S) grids in their own frame -> each row in its view."""

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hrm_agent.devices import resolve_device
     from hrm_agent.sampling import diversity_from_args
-    from hrm_env.envs.reasoning import DIVERSITY_FIELDS
+    from hrm_env.envs.reasoning import DIVERSITY_FIELDS, ENV_DIVERSITY_FIELDS
     from hrm_env.render.watch import watch
 
     diversity = diversity_from_args(args)
@@ -81,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         # The envs take the noise sources (their own list) and views; guesses are for eval
         # and solve.
-        diversity={k: getattr(diversity, k) for k in (*DIVERSITY_FIELDS, "views")},
+        diversity={k: getattr(diversity, k) for k in (*DIVERSITY_FIELDS, *ENV_DIVERSITY_FIELDS)},
         **kwargs,
     )

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from hrm_env.envs.defaults import cycle_limit, default_tier
 from hrm_env.envs.reasoner import DEFAULT_INFERENCE_THREADS, CycleOutput, Reasoner, check_threads
-from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task
+from hrm_env.puzzles.tasks import PuzzleBatch, Task, get_task, trajectory_views
 
 if TYPE_CHECKING:
     from hrm_env.render.viewer import Viewer, ViewerOptions
@@ -527,8 +527,7 @@ class ReasoningEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._views: tuple[np.ndarray, np.ndarray] | None = None
         if self.samples > 1 and (self.diversity or {}).get("views"):
             assert self.task.views is not None  # checked by check_samples
-            index = self.task.views[np.arange(self.samples) % len(self.task.views)]
-            self._views = (index, np.argsort(index, axis=1))
+            self._views = trajectory_views(self.task.views, self.samples)
         self._viewer: Viewer | None = None
 
     # -- the MDP -------------------------------------------------------------------------------

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PuzzleBatch", "Task", "SudokuTask", "MazeTask", "get_task", "TASK_NAMES"]
+__all__ = [
+    "PuzzleBatch",
+    "Task",
+    "SudokuTask",
+    "MazeTask",
+    "get_task",
+    "trajectory_views",
+    "TASK_NAMES",
+]
 
 
 @dataclass(frozen=True)
@@ -507,6 +515,27 @@ class MazeTask(Task):
         return np.count_nonzero(
             self._check_grids(predictions, "predictions") == self._maze.PATH, axis=1
         )
+
+
+def trajectory_views(views: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gathers into and out of the view each of a puzzle's K trajectories sees.
+
+    Trajectory k sees view ``k mod V`` of a task's V views (``Task.views``, view 0 the
+    identity), so trajectory 0 sees the puzzle as it is.
+
+    Returns:
+        ``(forward, backward)``, (K, S) int64: trajectory k's view of a flat grid ``g`` is
+        ``g[forward[k]]``, and an answer ``a`` in that view, back in the puzzle's frame, is
+        ``a[backward[k]]``.
+
+    Raises:
+        ValueError: if ``views`` is not a (V, S) array of permutations of the cells.
+    """
+    views = np.asarray(views, dtype=np.int64)
+    if views.ndim != 2 or not (np.sort(views, axis=1) == np.arange(views.shape[1])).all():
+        raise ValueError(f"views must be (V, S) permutations of the cells, got {views.shape}")
+    forward = views[np.arange(samples) % len(views)]
+    return forward, np.argsort(forward, axis=1)
 
 
 @lru_cache(maxsize=2)
