@@ -70,6 +70,8 @@ class CycleReadout:
     """(B,) float32 halt logit."""
     q_continue: torch.Tensor
     """(B,) float32 continue logit."""
+    logits: torch.Tensor | None = None
+    """(B, S, V) the answer head's logits (``predictions`` is their argmax)."""
 
 
 def iterate_cycles(
@@ -122,6 +124,7 @@ def iterate_cycles(
                 predictions=out.logits.argmax(dim=-1),
                 q_halt=out.q_halt,
                 q_continue=out.q_continue,
+                logits=out.logits,
             )
 
 

@@ -244,3 +244,45 @@ def test_maze_aux_head_reads_open_cells_only_and_agrees_with_evaluate(tmp_path):
     result = evaluate(model, task, task.load(path))
     expected = maze.check_batch(mazes.questions, np.asarray(result.predictions))
     assert answer.tolist() == expected.tolist()
+
+
+def test_maze_selectors_records_the_views_halts_and_reads_open_cells_only(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from hrm_agent.reasoner import load_model
+    from hrm_agent.sampling import Diversity, run_trajectories
+    from hrm_env.puzzles import maze
+    from hrm_env.puzzles.tasks import get_task
+
+    selectors = _script("maze_selectors")
+    # Confidence reads open cells only: a wall's doubt is ignored, an open cell's is not.
+    rows = torch.tensor([[maze.WALL, maze.OPEN, maze.START]])
+    logits = torch.zeros(1, 3, 6)
+    logits[0, 1, maze.PATH] = 10.0  # the open cell: sure
+    logits[0, 2, maze.START] = 10.0
+    least, log_prob = selectors.confidence(logits, rows)  # the wall: uniform, ignored
+    assert least[0] > 0.99 and -0.01 < log_prob[0] <= 0
+    logits[0, 1] = 0.0  # the open cell: uniform over 6 tokens
+    least, log_prob = selectors.confidence(logits, rows)
+    assert least[0] == pytest.approx(1 / 6) and log_prob[0] == pytest.approx(np.log(1 / 6))
+
+    mazes = maze.generate(np.random.default_rng(5), "easy", 3)
+    task = get_task("maze")
+    model, _ = load_model("maze")
+    trajectories, signals = selectors.run_views(model, task, mazes.questions, 8, 2)
+    # The same trajectories as the sampling module's views, halt for halt.
+    tokens = torch.from_numpy(mazes.questions.astype(np.int64))
+    expected = run_trajectories(model, tokens, 8, Diversity(views=True), views=task.views)
+    assert np.array_equal(trajectories.answers, expected.answers)
+    assert np.array_equal(trajectories.cycles, expected.cycles)
+    assert all(value.shape == (3, 8) for value in signals.values())
+    assert ((signals["least_sure"] > 0) & (signals["least_sure"] <= 1)).all()
+    assert (signals["log_prob"] <= 0).all()
+    picks = selectors.signal_picks(trajectories, signals)
+    best = signals["q_margin"][np.arange(3), picks["highest q_margin"]]
+    assert np.array_equal(best, signals["q_margin"].max(axis=1))
+
+    path = tmp_path / "mazes.csv"
+    maze.write_csv(path, mazes)
+    selectors.main([str(path), "--samples", "2"])
+    table = capsys.readouterr().out
+    assert "| rule `vote` |" in table and "pass@2" in table
