@@ -81,6 +81,7 @@ __all__ = [
     "make_views",
     "select",
     "rule_accuracy",
+    "votes",
     "add_diversity_arguments",
     "diversity_from_args",
 ]
@@ -571,10 +572,7 @@ def select(
         # Sort keys, last the primary: earliest halt, then the highest q_halt.
         return np.lexsort((-q, cycles), axis=-1)[:, 0]
     if rule == "vote":
-        answers = trajectories.answers
-        same = (answers[:, :, None, :] == answers[:, None, :, :]).all(axis=-1)  # (B, K, K)
-        votes = same.sum(axis=2)
-        return np.lexsort((-q, -votes), axis=-1)[:, 0]
+        return np.lexsort((-q, -votes(trajectories)), axis=-1)[:, 0]
     if rule == "checker":
         if valid is None:
             raise ValueError("the checker rule needs the rule checker's verdicts (valid)")
@@ -583,6 +581,12 @@ def select(
         best = np.lexsort((-q, np.where(valid, cost, np.inf)), axis=-1)[:, 0]
         return np.where(valid.any(axis=1), best, by_q)
     raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
+
+
+def votes(trajectories: Trajectories) -> np.ndarray:
+    """(B, K) how many of its puzzle's K answers equal each trajectory's (itself included)."""
+    answers = trajectories.answers
+    return (answers[:, :, None, :] == answers[:, None, :, :]).all(axis=-1).sum(axis=2)
 
 
 def chosen(trajectories: Trajectories, index: np.ndarray) -> np.ndarray:

@@ -27,13 +27,15 @@ import torch
 from hrm_agent.evaluate import iterate_cycles
 from hrm_agent.reasoner import load_model
 from hrm_agent.sampling import (
+    MODEL_RULES,
     Diversity,
     HaltTracker,
     Trajectories,
+    chosen,
     make_views,
     repeat_rows,
     rule_accuracy,
-    select,
+    votes,
 )
 from hrm_env.puzzles import maze
 from hrm_env.puzzles.tasks import get_task
@@ -92,13 +94,11 @@ def signal_picks(
 ) -> dict[str, np.ndarray]:
     """(B,) the trajectory each signal picks: its highest value, ties to the highest q_halt;
     and the majority vote with each signal as its tie-break."""
-    q = trajectories.q_halt
-    answers = trajectories.answers
-    votes = (answers[:, :, None, :] == answers[:, None, :, :]).all(axis=-1).sum(axis=2)
+    q, count = trajectories.q_halt, votes(trajectories)
     picks = {}
     for name, value in signals.items():
         picks[f"highest {name}"] = np.lexsort((-q, -value), axis=-1)[:, 0]
-        picks[f"vote, then {name}"] = np.lexsort((-value, -votes), axis=-1)[:, 0]
+        picks[f"vote, then {name}"] = np.lexsort((-value, -count), axis=-1)[:, 0]
     return picks
 
 
@@ -118,20 +118,21 @@ def main(argv: list[str] | None = None) -> None:
     model, _ = load_model("maze", args.checkpoint, "cpu")
     trajectories, signals = run_views(model, task, inputs, args.samples, args.batch)
 
-    rows = [("one trajectory (the plain model)", np.zeros(len(inputs), dtype=np.int64))]
-    rows += [(f"rule `{rule}`", select(trajectories, rule)) for rule in ("q", "first", "vote")]
-    rows += list(signal_picks(trajectories, signals).items())
+    def exact(index: np.ndarray) -> float:
+        answers = chosen(trajectories, index)
+        return float(np.mean(task.is_correct(inputs, answers, targets)))
+
+    rules = rule_accuracy(task, inputs, targets, trajectories)
+    rows = [("one trajectory (the plain model)", exact(np.zeros(len(inputs), dtype=np.int64)))]
+    rows += [(f"rule `{rule}`", rules[rule]["exact_accuracy"]) for rule in MODEL_RULES]
+    rows += [(name, exact(index)) for name, index in signal_picks(trajectories, signals).items()]
+    rows += [
+        (f"rule checker (pass@{args.samples}, not the model)", rules["checker"]["exact_accuracy"])
+    ]
     print(f"| pick, {len(inputs)} mazes, {args.samples} views | exact |")
     print("| --- | ---: |")
-    for name, index in rows:
-        answers = trajectories.answers[np.arange(len(index)), index]
-        ok = np.asarray(task.is_correct(inputs, answers, targets), dtype=bool)
-        print(f"| {name} | {100 * ok.mean():.1f}% |")
-    checker = rule_accuracy(task, inputs, targets, trajectories)["checker"]
-    print(
-        f"| rule checker (pass@{args.samples}, not the model) | "
-        f"{100 * checker['exact_accuracy']:.1f}% |"
-    )
+    for name, accuracy in rows:
+        print(f"| {name} | {100 * accuracy:.1f}% |")
 
 
 if __name__ == "__main__":
