@@ -190,6 +190,7 @@ def delayed_q_continue_loss(
     valid: torch.Tensor,
     next_q_halt: torch.Tensor,
     next_q_continue: torch.Tensor,
+    step_cost: float = 0.0,
 ) -> torch.Tensor:
     """Per-sample BCE of a segment's q_continue, fitted one step late (the ``delayed`` bootstrap).
 
@@ -204,11 +205,12 @@ def delayed_q_continue_loss(
         valid: (B,) bool, True where the puzzle is still the one that state belongs to.
         next_q_halt: (B,) halt logits of this step's segment.
         next_q_continue: (B,) continue logits of this step's segment.
+        step_cost: taken off the value of continuing, as in :func:`q_targets`.
 
     Returns:
         (B,) float32 loss, 0 at rows that are not valid.
     """
-    target = q_targets(next_q_halt.detach(), next_q_continue.detach(), False)
+    target = q_targets(next_q_halt.detach(), next_q_continue.detach(), False, step_cost)
     bce = F.binary_cross_entropy_with_logits(q_continue, target, reduction="none")
     return torch.where(valid, bce, 0.0)
 

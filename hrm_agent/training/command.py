@@ -196,6 +196,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(read from the puzzle's next training step; a third cheaper)",
     )
     opt.add_argument(
+        "--q-step-cost",
+        type=float,
+        default=None,
+        metavar="COST",
+        help="taken off the value of continuing in q_continue's target, as the halting env "
+        "charges each continue (0 = the paper's targets, the default); keeps a solved puzzle's "
+        "q_continue below its q_halt",
+    )
+    opt.add_argument(
         "--targets",
         choices=TARGET_RULES,
         default=None,
@@ -312,6 +321,7 @@ RECIPE_FLAGS = {
     "lr_min_ratio": "lr_min_ratio",
     "steps": "steps",
     "q_bootstrap": "q_bootstrap",
+    "q_step_cost": "q_step_cost",
     "targets": "targets",
     "weight_decay": "weight_decay",
     "grad_clip": "grad_clip",

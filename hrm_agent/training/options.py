@@ -128,6 +128,12 @@ class TrainConfig:
     puzzle's own next training step supplies those Q values one step later, and the Q head
     (only the head, from the stored prefix state) is fitted to them then, at no extra cost.
     Puzzles that halted have no next step and give no q_continue loss."""
+    q_step_cost: float = 0.0
+    """Taken off the bootstrapped value of continuing in q_continue's target (0: the paper's
+    targets; see :func:`hrm_agent.losses.q_targets`). The halting env charges the same cost for
+    each continue. Without it a solved puzzle is worth as much continued as halted, and a
+    q_continue bootstrapped from the head itself can drift above q_halt, so the head stops
+    halting."""
     targets: str = "fixed"
     """Which correct answer a puzzle with several is supervised with: ``fixed`` (the one its
     data holds, e.g. the maze solver's tie-break) or ``closest``: each step, the correct answer
@@ -237,6 +243,8 @@ class TrainConfig:
             )
         if self.q_bootstrap not in Q_BOOTSTRAPS:
             raise ValueError(f"q_bootstrap must be one of {Q_BOOTSTRAPS}, got {self.q_bootstrap!r}")
+        if not (math.isfinite(self.q_step_cost) and 0.0 <= self.q_step_cost < 1.0):
+            raise ValueError(f"q_step_cost must be a number in [0, 1), got {self.q_step_cost!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:

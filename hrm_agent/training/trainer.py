@@ -306,7 +306,7 @@ class Trainer:
             # new carry, without gradient (reference code; no target network).
             with torch.no_grad():
                 _, following = self.model(carry, tokens)
-                target = q_targets(following.q_halt, following.q_continue, is_last)
+                target = q_targets(following.q_halt, following.q_continue, is_last, c.q_step_cost)
         elif self.q_prefix is None:  # the first step: no segment before it to fit
             delayed = torch.zeros_like(out.q_halt)
         else:
@@ -314,7 +314,9 @@ class Trainer:
             # state, against this step's Q values.
             with self.model.autocast():
                 then = self.model.q_head(self.q_prefix)[:, 1].float()
-            delayed = delayed_q_continue_loss(then, self.q_prefix_valid, out.q_halt, out.q_continue)
+            delayed = delayed_q_continue_loss(
+                then, self.q_prefix_valid, out.q_halt, out.q_continue, c.q_step_cost
+            )
         # Every cell the model chooses is supervised, givens included: an answer is right only
         # if every cell is, so a cell left out of the loss would be wrong at random. Only with
         # an output mask do some cells copy their input by construction and carry no loss.

@@ -244,3 +244,7 @@ def test_delayed_q_continue_loss_fits_the_next_steps_best_value_on_valid_rows():
     assert torch.allclose(loss[valid], expected[valid]) and loss[1] == 0.0
     loss.sum().backward()
     assert then.grad[1] == 0.0 and then.grad[0] != 0.0  # no gradient through invalid rows
+    charged = delayed_q_continue_loss(then, valid, q_halt, q_continue, step_cost=0.5)
+    target = (target - 0.5).clamp_min(0.0)  # continuing costs what the halting env charges
+    expected = F.binary_cross_entropy_with_logits(then, target, reduction="none")
+    assert torch.allclose(charged[valid], expected[valid]) and charged[1] == 0.0

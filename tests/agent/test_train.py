@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hrm_agent import cli
+from hrm_agent import losses as losses_module
 from hrm_agent.checkpoint import load_checkpoint, load_trainer_state
 from hrm_agent.evaluate import evaluate
 from hrm_agent.training import trainer as trainer_module
@@ -76,6 +77,9 @@ def tiny(tmp_path: Path, name: str = "run", **changes) -> TrainConfig:
         ({"train_halting": "never"}, "train_halting must be one of"),
         ({"carry_noise": -0.1}, "carry_noise"),
         ({"carry_noise": float("nan")}, "carry_noise"),
+        ({"q_step_cost": -0.01}, "q_step_cost"),
+        ({"q_step_cost": 1.0}, "q_step_cost"),
+        ({"q_step_cost": float("nan")}, "q_step_cost"),
     ],
 )
 def test_bad_config_values_raise_value_error(tmp_path, changes, message):
@@ -1143,6 +1147,30 @@ def test_delayed_q_bootstrap_trains_q_continue_and_resumes_bit_for_bit(tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("bootstrap", ["next-segment", "delayed"])
+def test_the_q_step_cost_lowers_q_continue_targets_in_training(tmp_path, bootstrap, monkeypatch):
+    """Both bootstraps hand the run's q_step_cost to q_continue's target. With one seed, the
+    first target of each run is read from the same Q values, so the two differ by the cost."""
+    module = trainer_module if bootstrap == "next-segment" else losses_module
+    real = module.q_targets
+    first: dict[float, torch.Tensor] = {}
+    for cost in (0.0, 0.25):
+
+        def recording(*args, cost=cost, **kwargs):
+            target = real(*args, **kwargs)
+            first.setdefault(cost, target.detach().clone())
+            return target
+
+        monkeypatch.setattr(module, "q_targets", recording)
+        config = tiny(tmp_path, f"{bootstrap}-{cost}", q_bootstrap=bootstrap, q_step_cost=cost)
+        trainer = Trainer(config)
+        trainer.train_step()
+        trainer.train_step()
+        trainer.close()
+    assert torch.allclose(first[0.25], (first[0.0] - 0.25).clamp_min(0.0))
+    assert bool((first[0.25] < first[0.0]).any())
+
+
 def test_a_diverged_loss_stops_training_with_a_clear_error_and_saves_nothing(tmp_path, monkeypatch):
     config = tiny(tmp_path, "nan", steps=6, checkpoint_every=2)
     trainer = Trainer(config)
@@ -1276,6 +1304,7 @@ def test_maze_flags_reach_the_model_and_run_config():
     assert (recipe.model_config().aux_target, recipe.model_config().aux_classes) == ("on-path", 2)
     assert parse("maze", "--aux-target", "none").model_config().aux_target is None
     assert parse("maze", "--aux-target", "none").model_config().aux_classes == 0
+    assert recipe.q_step_cost == 0.0 and parse("maze", "--q-step-cost", "0.01").q_step_cost == 0.01
     with pytest.raises(ValueError, match="--max-aggregation: task 'sudoku' has no walls"):
         parse("sudoku", "--max-aggregation")
     assert recipe.carry_noise == 0.0 and parse("sudoku", "--carry-noise", "0.3").carry_noise == 0.3
